@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# mpredir: `make` builds redirector/mpredir; `make check` installs test
+# dependencies (Debian) and runs every test, plain and under ASan+UBSan.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON  ?= /usr/bin/python3
+
+PKGS    := json-c libmnl libnftnl
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wformat=2 -Wmissing-prototypes \
+           -Wstrict-prototypes -Wshadow -Wpointer-arith -Wno-unused-parameter
+CPPFLAGS += -D_GNU_SOURCE -DMPREDIR_VERSION='"$(VERSION)"' \
+           $(shell $(PKG_CONFIG) --cflags $(PKGS))
+# Debian's libev ships no .pc file: fall back to -lev.
+LIBEV   := $(shell $(PKG_CONFIG) --libs libev 2>/dev/null || echo -lev)
+LDLIBS  += $(shell $(PKG_CONFIG) --libs $(PKGS)) $(LIBEV) -lm
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=all
+
+# Modules of the daemon (redirector/X.c). main.c holds main().
+MODULES := log config socks5 addr origdst upstream relay flow listener
+DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
+
+# Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.
+UNITS := socks5 config
+UNIT_DEPS_socks5 := socks5
+UNIT_DEPS_config := config log
+
+BUILD := build
+
+.PHONY: all clean install test test-unit test-e2e test-asan check deps demo \
+        bench asan
+all: redirector/mpredir
+
+# --- plain build --------------------------------------------------------
+$(BUILD)/plain/%.o: redirector/%.c redirector/*.h | $(BUILD)/plain
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+redirector/mpredir: $(DAEMON_SRCS:redirector/%.c=$(BUILD)/plain/%.o)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- sanitizer build ----------------------------------------------------
+$(BUILD)/asan/%.o: redirector/%.c redirector/*.h | $(BUILD)/asan
+	$(CC) $(CPPFLAGS) -O1 -g $(SAN_FLAGS) $(WARN) -c -o $@ $<
+$(BUILD)/asan/mpredir: $(DAEMON_SRCS:redirector/%.c=$(BUILD)/asan/%.o)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+asan: $(BUILD)/asan/mpredir
+
+$(BUILD)/plain $(BUILD)/asan:
+	mkdir -p $@
+
+# --- unit tests (no root) -----------------------------------------------
+define unit_rules
+$(BUILD)/plain/test_$(1): test/unit/test_$(1).c test/unit/check.h $(UNIT_DEPS_$(1):%=$(BUILD)/plain/%.o)
+	$$(CC) $$(CPPFLAGS) -Iredirector $$(CFLAGS) $$(WARN) -o $$@ $$< $(UNIT_DEPS_$(1):%=$(BUILD)/plain/%.o) $$(LDLIBS)
+$(BUILD)/asan/test_$(1): test/unit/test_$(1).c test/unit/check.h $(UNIT_DEPS_$(1):%=$(BUILD)/asan/%.o)
+	$$(CC) $$(CPPFLAGS) -Iredirector -O1 -g $$(SAN_FLAGS) $$(WARN) -o $$@ $$< $(UNIT_DEPS_$(1):%=$(BUILD)/asan/%.o) $$(LDLIBS)
+endef
+$(foreach u,$(UNITS),$(eval $(call unit_rules,$(u))))
+
+test-unit: $(UNITS:%=$(BUILD)/plain/test_%)
+	@set -e; for t in $^; do echo "== $$t"; ./$$t; done
+
+test-unit-asan: $(UNITS:%=$(BUILD)/asan/test_%)
+	@set -e; for t in $^; do echo "== $$t (asan)"; ./$$t; done
+
+# --- end-to-end tests (root: network namespaces) ------------------------
+test-e2e: redirector/mpredir
+	$(PYTHON) -m pytest -q -p no:cacheprovider test/e2e
+
+test-e2e-asan: $(BUILD)/asan/mpredir
+	MPREDIR_BIN=$(CURDIR)/$(BUILD)/asan/mpredir \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e
+
+test: test-unit test-e2e
+test-asan: test-unit-asan test-e2e-asan
+
+# Everything, from a fresh Debian 12: dependencies, build, all tests.
+check: deps
+	$(MAKE) all
+	$(MAKE) test
+	$(MAKE) test-asan
+
+deps:
+	scripts/install-deps.sh
+
+demo: deps all
+	$(PYTHON) scripts/demo.py
+
+bench: deps all
+	$(PYTHON) test/bench/bench.py
+
+install: redirector/mpredir
+	install -D -m 0755 redirector/mpredir $(DESTDIR)$(PREFIX)/sbin/mpredir
+
+clean:
+	rm -rf $(BUILD) redirector/mpredir

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* config: a JSON file (json-c) -> an immutable `struct config`, with strict
+ * validation: unknown keys and wrong types are errors, and every error names
+ * its JSON path ("servers[1].port: 70000 is not a port"). No sockets, no DNS:
+ * host names are checked for form only; `upstream` resolves them. */
+#ifndef MPREDIR_CONFIG_H
+#define MPREDIR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_LISTEN_ADDRESS "::"
+#define CONFIG_DEFAULT_LISTEN_PORT 1088
+#define CONFIG_DEFAULT_MARK 0x4d50u /* "MP" */
+
+struct config_server {
+	char *address;   /* IP literal or host name, as written */
+	uint16_t port;
+	char *username;  /* NULL when absent; set iff password is set */
+	char *password;
+};
+
+struct config {
+	/* listen */
+	char *listen_address;          /* default "::" (dual-stack) */
+	uint16_t listen_port;          /* default 1088 */
+	/* servers[] (at least one) */
+	struct config_server *servers;
+	size_t n_servers;
+	/* upstream */
+	bool mptcp;                    /* default true */
+	uint32_t mark;                 /* SO_MARK of upstream sockets, 0 = none */
+	unsigned connect_timeout_ms;   /* one TCP/MPTCP connect, default 5000 */
+	unsigned handshake_timeout_ms; /* accept -> CONNECT reply, default 10000 */
+	unsigned server_backoff_s;     /* skip a failing server this long, default 30 */
+	/* relay */
+	unsigned idle_timeout_s;       /* no byte either way, default 3600 */
+	unsigned half_close_timeout_s; /* idle after one side ended, default 120 */
+	unsigned max_flows;            /* default 4096 */
+	unsigned buffer_size;          /* bytes per direction, default 65536 */
+	/* log */
+	enum log_level log_level;      /* default info */
+};
+
+/* Collected error lines, each "PATH: reason" (or "FILE: reason" for a file
+ * that cannot be read or is not JSON). */
+struct config_errors {
+	char **lines;
+	size_t n;
+};
+
+/* Parse and validate. Return a new config, or NULL with errs filled (every
+ * error found, not just the first). errs must be zeroed by the caller. */
+struct config *config_parse_string(const char *json, struct config_errors *errs);
+struct config *config_load_file(const char *path, struct config_errors *errs);
+void config_free(struct config *cfg);
+void config_errors_free(struct config_errors *errs);
+
+#endif

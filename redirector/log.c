@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+static const char *const level_names[] = {
+	[LOG_LVL_ERROR] = "error",
+	[LOG_LVL_WARN] = "warn",
+	[LOG_LVL_INFO] = "info",
+	[LOG_LVL_DEBUG] = "debug",
+};
+static const int level_syslog[] = {
+	[LOG_LVL_ERROR] = LOG_ERR,
+	[LOG_LVL_WARN] = LOG_WARNING,
+	[LOG_LVL_INFO] = LOG_INFO,
+	[LOG_LVL_DEBUG] = LOG_DEBUG,
+};
+
+static bool log_syslog;
+static enum log_level log_max = LOG_LVL_INFO;
+
+const char *log_level_name(enum log_level lvl)
+{
+	return (unsigned)lvl < sizeof(level_names) / sizeof(level_names[0])
+		       ? level_names[lvl] : "?";
+}
+
+int log_level_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcmp(name, level_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+void log_init(bool use_syslog, enum log_level lvl)
+{
+	log_syslog = use_syslog;
+	log_max = lvl;
+	if (use_syslog)
+		openlog("mpredir", LOG_PID, LOG_DAEMON);
+}
+
+void log_set_level(enum log_level lvl)
+{
+	log_max = lvl;
+}
+
+bool log_enabled(enum log_level lvl)
+{
+	return lvl <= log_max;
+}
+
+static void log_v(enum log_level lvl, const char *fmt, va_list ap)
+{
+	if (!log_enabled(lvl))
+		return;
+	if (log_syslog) {
+		vsyslog(level_syslog[lvl], fmt, ap);
+		return;
+	}
+	char line[1024];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	localtime_r(&ts.tv_sec, &tm);
+	fprintf(stderr, "%02d:%02d:%02d.%03ld %-5s %s\n", tm.tm_hour, tm.tm_min,
+		tm.tm_sec, ts.tv_nsec / 1000000, log_level_name(lvl), line);
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_v(lvl, fmt, ap);
+	va_end(ap);
+}
+
+void log_limited(struct log_limit *lim, double now, enum log_level lvl,
+		 const char *fmt, ...)
+{
+	if (lim->printed_once && now - lim->last < lim->interval_s) {
+		lim->suppressed++;
+		return;
+	}
+	if (lim->suppressed)
+		log_msg(lvl, "(%u similar messages suppressed)", lim->suppressed);
+	lim->printed_once = true;
+	lim->last = now;
+	lim->suppressed = 0;
+	va_list ap;
+	va_start(ap, fmt);
+	log_v(lvl, fmt, ap);
+	va_end(ap);
+}

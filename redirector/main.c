@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* main: command line, start and stop order, signals, reload. */
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "config.h"
+#include "flow.h"
+#include "listener.h"
+#include "log.h"
+#include "relay.h"
+#include "upstream.h"
+
+struct daemon {
+	struct ev_loop *loop;
+	const char *config_path;
+	struct flow_env env;
+	struct listener listener;
+	ev_signal sig_term, sig_int, sig_hup;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: mpredir -c FILE [--syslog]   run in the foreground\n"
+		"       mpredir --check -c FILE      validate FILE and exit\n"
+		"       mpredir --version | --help\n"
+		"\n"
+		"Redirects LAN TCP flows (sent to its listener by nftables) to a\n"
+		"SOCKS5 server over one Multipath TCP connection per flow.\n"
+		"\n"
+		"  -c, --config FILE  JSON configuration (see doc/configuration.md)\n"
+		"  -t, --check        validate the configuration: exit 0 if valid,\n"
+		"                     else 1 with one line per error\n"
+		"  -s, --syslog       log to syslog instead of stderr\n"
+		"  -V, --version      print the version\n"
+		"  -h, --help         this text\n");
+}
+
+static void print_errors(const char *path, const struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		log_error("%s: %s", path, errs->lines[i]);
+}
+
+static struct config *load(const char *path)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load_file(path, &errs);
+
+	if (!cfg)
+		print_errors(path, &errs);
+	config_errors_free(&errs);
+	return cfg;
+}
+
+/* Two descriptors per flow plus some for the daemon itself. */
+static void raise_fd_limit(unsigned max_flows)
+{
+	struct rlimit rl;
+	rlim_t want = 2 * (rlim_t)max_flows + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < want)
+		log_warn("descriptor limit %llu is below the %llu that "
+			 "max_flows %u needs: flows beyond it will be reset",
+			 (unsigned long long)rl.rlim_cur,
+			 (unsigned long long)want, max_flows);
+}
+
+/* Apply a configuration's process-wide settings. */
+static int apply(struct daemon *d, const struct config *cfg)
+{
+	log_set_level(cfg->log_level);
+	raise_fd_limit(cfg->max_flows);
+	if (relay_set_buffer_size(cfg->buffer_size) < 0) {
+		log_error("relay buffer of %u bytes: out of memory",
+			  cfg->buffer_size);
+		return -1;
+	}
+	return 0;
+}
+
+static int open_listener(struct daemon *d, struct listener *l,
+			 const struct config *cfg)
+{
+	const char *what = "";
+	int rc = listener_open(l, &d->env, cfg->listen_address,
+			       cfg->listen_port, &what);
+	if (rc < 0) {
+		log_error("listen on %s port %u: %s: %s", cfg->listen_address,
+			  cfg->listen_port, what, strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+static void reload(struct daemon *d)
+{
+	struct config *cfg = load(d->config_path);
+	if (!cfg) {
+		log_error("reload of %s refused: keeping the running "
+			  "configuration", d->config_path);
+		return;
+	}
+	const struct config *old = d->env.ups->cfg;
+	bool relisten = strcmp(old->listen_address, cfg->listen_address) != 0 ||
+			old->listen_port != cfg->listen_port;
+	struct listener l;
+	if (relisten && open_listener(d, &l, cfg) < 0) {
+		log_error("reload refused: keeping the running configuration");
+		config_free(cfg);
+		return;
+	}
+	struct upstream *ups = upstream_new(cfg);
+	if (!ups || apply(d, cfg) < 0) {
+		log_error("reload refused: out of memory");
+		if (ups)
+			upstream_unref(ups);
+		else
+			config_free(cfg);
+		if (relisten)
+			listener_close(d->loop, &l);
+		return;
+	}
+	if (relisten) {
+		listener_close(d->loop, &d->listener);
+		d->listener = l;
+		listener_start(d->loop, &d->listener);
+	}
+	upstream_unref(d->env.ups);
+	d->env.ups = ups;
+	log_info("reloaded %s: %zu server(s); %u flow(s) continue with the "
+		 "previous configuration", d->config_path, cfg->n_servers,
+		 d->env.nflows);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	if (w->signum == SIGHUP) {
+		reload(d);
+		return;
+	}
+	log_info("%s: stopping (%u flow(s) open)", strsignal(w->signum),
+		 d->env.nflows);
+	listener_close(loop, &d->listener);
+	flow_close_all(loop, &d->env);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void start_signal(struct daemon *d, ev_signal *w, int signum)
+{
+	ev_signal_init(w, on_signal, signum);
+	w->data = d;
+	ev_signal_start(d->loop, w);
+	ev_unref(d->loop); /* signals alone do not keep the loop alive */
+}
+
+static int run(const char *path, bool use_syslog)
+{
+	struct daemon d = { .config_path = path };
+
+	log_init(use_syslog, LOG_LVL_INFO);
+	struct config *cfg = load(path);
+	if (!cfg)
+		return 1;
+	d.loop = ev_default_loop(EVFLAG_AUTO);
+	if (!d.loop) {
+		log_error("cannot initialise libev");
+		config_free(cfg);
+		return 1;
+	}
+	d.env.ups = upstream_new(cfg);
+	if (!d.env.ups) {
+		log_error("out of memory");
+		config_free(cfg);
+		return 1;
+	}
+	if (apply(&d, cfg) < 0 || open_listener(&d, &d.listener, cfg) < 0) {
+		upstream_unref(d.env.ups);
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	start_signal(&d, &d.sig_term, SIGTERM);
+	start_signal(&d, &d.sig_int, SIGINT);
+	start_signal(&d, &d.sig_hup, SIGHUP);
+	listener_start(d.loop, &d.listener);
+
+	char a[ADDR_STRLEN];
+	log_info("mpredir %s listening on %s, %zu server(s), upstream %s",
+		 MPREDIR_VERSION, addr_fmt(&d.listener.addr, a, sizeof(a)),
+		 cfg->n_servers, cfg->mptcp ? "MPTCP" : "TCP");
+	ev_run(d.loop, 0);
+
+	for (ev_signal *w = &d.sig_term; w <= &d.sig_hup; w++) {
+		ev_ref(d.loop);
+		ev_signal_stop(d.loop, w);
+	}
+	listener_close(d.loop, &d.listener);
+	flow_close_all(d.loop, &d.env);
+	upstream_unref(d.env.ups);
+	relay_set_buffer_size(0);
+	ev_loop_destroy(d.loop);
+	log_info("stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 't' },
+		{ "syslog", no_argument, NULL, 's' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *path = NULL;
+	bool check = false, use_syslog = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:tsVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 't': check = true; break;
+		case 's': use_syslog = true; break;
+		case 'V': printf("mpredir %s\n", MPREDIR_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (check) {
+		struct config_errors errs = { 0 };
+		struct config *cfg = config_load_file(path, &errs);
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s: %s\n", path, errs.lines[i]);
+		config_errors_free(&errs);
+		if (!cfg)
+			return 1;
+		config_free(cfg);
+		printf("%s: valid\n", path);
+		return 0;
+	}
+	return run(path, use_syslog);
+}

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "upstream.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+
+static int resolve(struct upstream_server *s)
+{
+	const struct config_server *c = s->cfg;
+	char buf[ADDR_STRLEN];
+
+	if (addr_parse(c->address, c->port, &s->addr) == 0) {
+		snprintf(s->name, sizeof(s->name), "%s",
+			 addr_fmt(&s->addr, buf, sizeof(buf)));
+		return 0;
+	}
+	struct addrinfo hints = {
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_ADDRCONFIG,
+	}, *res;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", c->port);
+	int rc = getaddrinfo(c->address, port, &hints, &res);
+	if (rc != 0) {
+		snprintf(s->name, sizeof(s->name), "%s:%u", c->address, c->port);
+		log_warn("server %s: cannot resolve: %s; unusable until reload",
+			 s->name, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	snprintf(s->name, sizeof(s->name), "%s (%s)", c->address,
+		 addr_fmt(&s->addr, buf, sizeof(buf)));
+	return 0;
+}
+
+struct upstream *upstream_new(struct config *cfg)
+{
+	struct upstream *u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->servers = calloc(cfg->n_servers, sizeof(*u->servers));
+	if (!u->servers) {
+		free(u);
+		return NULL;
+	}
+	u->cfg = cfg;
+	u->n = cfg->n_servers;
+	u->refs = 1;
+	for (size_t i = 0; i < u->n; i++) {
+		u->servers[i].cfg = &cfg->servers[i];
+		u->servers[i].resolved = resolve(&u->servers[i]) == 0;
+	}
+	return u;
+}
+
+struct upstream *upstream_ref(struct upstream *u)
+{
+	u->refs++;
+	return u;
+}
+
+void upstream_unref(struct upstream *u)
+{
+	if (!u || --u->refs)
+		return;
+	config_free(u->cfg);
+	free(u->servers);
+	free(u);
+}
+
+struct upstream_server *upstream_next(struct upstream *u, size_t *pos,
+				      double now)
+{
+	while (*pos < u->n) {
+		struct upstream_server *s = &u->servers[(*pos)++];
+		if (s->resolved && s->backoff_until <= now)
+			return s;
+	}
+	return NULL;
+}
+
+void upstream_report(struct upstream *u, struct upstream_server *s, bool ok,
+		     double now)
+{
+	if (ok) {
+		if (s->backoff_until)
+			log_info("server %s: working again", s->name);
+		s->consecutive_failures = 0;
+		s->backoff_until = 0;
+		return;
+	}
+	s->failures++;
+	if (++s->consecutive_failures < 2)
+		return;
+	double backoff = 1 << (s->consecutive_failures < 12
+				       ? s->consecutive_failures - 2 : 10);
+	if (backoff > u->cfg->server_backoff_s)
+		backoff = u->cfg->server_backoff_s;
+	s->backoff_until = now + backoff;
+	log_warn("server %s: %u failures in a row, skipped for %.0f s",
+		 s->name, s->consecutive_failures, backoff);
+}
+
+static bool mptcp_refused_logged;
+
+static int open_socket(int family, bool want_mptcp, bool *is_mptcp)
+{
+	const int type = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+	if (want_mptcp) {
+		int fd = socket(family, type, IPPROTO_MPTCP);
+		if (fd >= 0) {
+			if (mptcp_refused_logged)
+				log_info("MPTCP available again");
+			mptcp_refused_logged = false;
+			*is_mptcp = true;
+			return fd;
+		}
+		if (errno != EPROTONOSUPPORT && errno != ENOPROTOOPT &&
+		    errno != EINVAL && errno != EAFNOSUPPORT)
+			return -1;
+		if (!mptcp_refused_logged)
+			log_warn("kernel refuses MPTCP sockets (%s; is "
+				 "net.mptcp.enabled=1?): using plain TCP",
+				 strerror(errno));
+		mptcp_refused_logged = true;
+	}
+	*is_mptcp = false;
+	return socket(family, type, IPPROTO_TCP);
+}
+
+static int set_int(int fd, int level, int opt, int val)
+{
+	return setsockopt(fd, level, opt, &val, sizeof(val));
+}
+
+int upstream_connect(const struct upstream *u, const struct upstream_server *s,
+		     bool *is_mptcp, const char **what)
+{
+	const struct config *cfg = u->cfg;
+	int fd = open_socket(s->addr.sa.sa_family, cfg->mptcp, is_mptcp);
+	if (fd < 0) {
+		*what = "socket";
+		return -errno;
+	}
+	if (cfg->mark && set_int(fd, SOL_SOCKET, SO_MARK, (int)cfg->mark) < 0) {
+		*what = "setsockopt(SO_MARK)";
+		goto fail;
+	}
+	if (set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0) {
+		*what = "setsockopt(TCP_NODELAY)";
+		goto fail;
+	}
+	if (set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1) < 0) {
+		*what = "setsockopt(SO_KEEPALIVE)";
+		goto fail;
+	}
+	/* Keepalive timing: find a dead server path within about 2 minutes.
+	 * Older kernels refuse these on MPTCP sockets: not worth failing. */
+	(void)set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, 60);
+	(void)set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, 10);
+	(void)set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, 6);
+	if (connect(fd, &s->addr.sa, addr_len(&s->addr)) < 0 &&
+	    errno != EINPROGRESS) {
+		*what = "connect";
+		goto fail;
+	}
+	return fd;
+fail:;
+	int err = errno;
+	close(fd);
+	return -err;
+}
