@@ -41,19 +41,15 @@ static void usage(FILE *out)
 		"  -h, --help         this text\n");
 }
 
-static void print_errors(const char *path, const struct config_errors *errs)
-{
-	for (size_t i = 0; i < errs->n; i++)
-		log_error("%s: %s", path, errs->lines[i]);
-}
-
 static struct config *load(const char *path)
 {
 	struct config_errors errs = { 0 };
 	struct config *cfg = config_load_file(path, &errs);
 
+	for (size_t i = 0; i < errs.n; i++)
+		log_error("%s", errs.lines[i]);
 	if (!cfg)
-		print_errors(path, &errs);
+		log_error("%s: invalid configuration", path);
 	config_errors_free(&errs);
 	return cfg;
 }
@@ -248,7 +244,7 @@ int main(int argc, char **argv)
 		struct config_errors errs = { 0 };
 		struct config *cfg = config_load_file(path, &errs);
 		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s: %s\n", path, errs.lines[i]);
+			fprintf(stderr, "%s\n", errs.lines[i]);
 		config_errors_free(&errs);
 		if (!cfg)
 			return 1;

@@ -53,13 +53,8 @@ static void drop_pending(struct relay_dir *d)
 	d->off = d->len = 0;
 }
 
-static bool dir_finished(const struct relay_dir *d)
-{
-	return d->shut;
-}
-
-/* EOF seen and nothing pending: pass the FIN on, once. Returns the event to
- * report, or -1 for none. */
+/* EOF seen and nothing pending: pass the FIN on, once, and say whether the
+ * whole relay is now finished. */
 static void finish_dir(struct ev_loop *loop, struct relay *r,
 		       struct relay_dir *d)
 {
@@ -70,7 +65,7 @@ static void finish_dir(struct ev_loop *loop, struct relay *r,
 		r->notify(loop, r, RELAY_EV_RESET, !d->src, errno);
 		return;
 	}
-	bool both = dir_finished(&r->dir[0]) && dir_finished(&r->dir[1]);
+	bool both = r->dir[0].shut && r->dir[1].shut;
 	r->notify(loop, r, both ? RELAY_EV_DONE : RELAY_EV_HALF, d->src, 0);
 }
 

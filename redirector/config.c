@@ -1,0 +1,1066 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* config: JSON -> struct config, strict. Two passes over one document:
+ *  1. json_tokener (strict JSON, UTF-8 checked) builds the tree; a small
+ *     scanner then walks the same text for duplicate keys, which json-c
+ *     silently collapses (the last one wins);
+ *  2. the tree is walked section by section: every key is known, every
+ *     value has the right JSON type and range, or an error line is added.
+ * Every error is collected; the result is a config only when there is none.
+ * Secrets (username, password) never appear in an error line: only their
+ * length or type does. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define STRING_NAME "(config)"     /* the "file name" of config_parse_string */
+#define MAX_FILE_SIZE (1u << 20)   /* a configuration is a few hundred bytes */
+#define MAX_ERRORS 100             /* lines kept; the rest are counted */
+#define MAX_SERVERS 16
+#define MAX_SHOWN 64               /* bytes of a user's string in a message */
+
+/* ---- error collection ------------------------------------------------ */
+
+struct ctx {
+	struct config_errors *errs; /* may be NULL: errors are then counted only */
+	const char *name;           /* file name, or STRING_NAME */
+	size_t n_errors;            /* all errors, shown or not */
+	size_t n_dropped;           /* not stored: over MAX_ERRORS, or no memory */
+};
+
+static void add_line(struct ctx *c, char *line)
+{
+	c->n_errors++;
+	if (!line || !c->errs || c->errs->n >= MAX_ERRORS) {
+		c->n_dropped++;
+		free(line);
+		return;
+	}
+	char **lines = realloc(c->errs->lines,
+			       (c->errs->n + 1) * sizeof(*lines));
+	if (!lines) {
+		c->n_dropped++;
+		free(line);
+		return;
+	}
+	lines[c->errs->n++] = line;
+	c->errs->lines = lines;
+}
+
+/* "PATH: reason". */
+static void __attribute__((format(printf, 3, 4)))
+add_err(struct ctx *c, const char *path, const char *fmt, ...)
+{
+	char *reason = NULL, *line = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&reason, fmt, ap) < 0)
+		reason = NULL;
+	va_end(ap);
+	if (reason && asprintf(&line, "%s: %s", path, reason) < 0)
+		line = NULL;
+	free(reason);
+	add_line(c, line);
+}
+
+/* Close the list: a count of the lines not kept. */
+static void finish_errors(struct ctx *c)
+{
+	if (!c->n_dropped || !c->errs)
+		return;
+	char *line = NULL;
+	if (asprintf(&line, "%s: %zu more error%s not shown", c->name,
+		     c->n_dropped, c->n_dropped == 1 ? "" : "s") < 0)
+		return;
+	char **lines = realloc(c->errs->lines,
+			       (c->errs->n + 1) * sizeof(*lines));
+	if (!lines) {
+		free(line);
+		return;
+	}
+	lines[c->errs->n++] = line;
+	c->errs->lines = lines;
+}
+
+void config_errors_free(struct config_errors *errs)
+{
+	if (!errs)
+		return;
+	for (size_t i = 0; i < errs->n; i++)
+		free(errs->lines[i]);
+	free(errs->lines);
+	errs->lines = NULL;
+	errs->n = 0;
+}
+
+/* A user's string made safe for a one-line message: printable ASCII kept,
+ * anything else as \xNN, '"' and '\' escaped, cut after `max` input bytes
+ * ("..." appended). Always returns a buffer (a static one on no memory). */
+static char shown_nomem[] = "?";
+
+static char *shown(const char *s, size_t len, size_t max)
+{
+	size_t n = len < max ? len : max;
+	char *out = malloc(n * 4 + 4), *p = out;
+	if (!out)
+		return shown_nomem;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\') {
+			*p++ = '\\';
+			*p++ = (char)ch;
+		} else if (ch < 0x20 || ch >= 0x7f) {
+			p += sprintf(p, "\\x%02x", ch);
+		} else {
+			*p++ = (char)ch;
+		}
+	}
+	if (n < len)
+		p += sprintf(p, "...");
+	*p = '\0';
+	return out;
+}
+
+static void shown_free(char *s)
+{
+	if (s != shown_nomem)
+		free(s);
+}
+
+/* ---- paths ----------------------------------------------------------- */
+
+/* parent + "." + key (or just key at the top), key made printable. */
+static char *path_key(const char *parent, const char *key)
+{
+	char *k = shown(key, strlen(key), MAX_SHOWN), *p = NULL;
+	if (asprintf(&p, "%s%s%s", parent ? parent : "", parent ? "." : "",
+		     k) < 0)
+		p = NULL;
+	shown_free(k);
+	return p;
+}
+
+static char *path_index(const char *parent, size_t i)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s[%zu]", parent, i) < 0)
+		p = NULL;
+	return p;
+}
+
+/* ---- JSON values ----------------------------------------------------- */
+
+/* The name of a value's type, as "got ..." in messages. */
+static const char *type_name(struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_null: return "null";
+	case json_type_boolean: return "boolean";
+	case json_type_double: return "number";
+	case json_type_int: return "integer";
+	case json_type_object: return "object";
+	case json_type_array: return "array";
+	case json_type_string: return "string";
+	}
+	return "?";
+}
+
+/* A number as written ("1.5", "1e3", "70000"). */
+static const char *num_text(struct json_object *v)
+{
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+/* An integer in [min, max]; "port" selects the port wording. */
+static bool get_int(struct ctx *c, const char *path, struct json_object *v,
+		    int64_t min, int64_t max, bool port, int64_t *out)
+{
+	if (json_object_is_type(v, json_type_double)) {
+		add_err(c, path, "expected an integer, got %s", num_text(v));
+		return false;
+	}
+	if (!json_object_is_type(v, json_type_int)) {
+		add_err(c, path, "expected an integer, got %s", type_name(v));
+		return false;
+	}
+	int64_t n = json_object_get_int64(v);
+	/* json-c saturates values beyond int64 (and keeps uint64 ones apart):
+	 * the limits here are far inside, so a saturated value is just out of
+	 * range, and num_text() shows what was stored. */
+	if (n < min || n > max) {
+		if (port)
+			add_err(c, path, "%s is not a port (%" PRId64 "-%"
+				PRId64 ")", num_text(v), min, max);
+		else
+			add_err(c, path, "%s is out of range (%" PRId64 "-%"
+				PRId64 ")", num_text(v), min, max);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+static bool get_uint(struct ctx *c, const char *path, struct json_object *v,
+		     unsigned min, unsigned max, unsigned *out)
+{
+	int64_t n;
+	if (!get_int(c, path, v, min, max, false, &n))
+		return false;
+	*out = (unsigned)n;
+	return true;
+}
+
+static bool get_port(struct ctx *c, const char *path, struct json_object *v,
+		     uint16_t *out)
+{
+	int64_t n;
+	if (!get_int(c, path, v, 1, 65535, true, &n))
+		return false;
+	*out = (uint16_t)n;
+	return true;
+}
+
+static bool get_bool(struct ctx *c, const char *path, struct json_object *v,
+		     bool *out)
+{
+	if (!json_object_is_type(v, json_type_boolean)) {
+		add_err(c, path, "expected a boolean, got %s", type_name(v));
+		return false;
+	}
+	*out = json_object_get_boolean(v);
+	return true;
+}
+
+/* A string without NUL characters; *s points into the JSON tree. */
+static bool get_str(struct ctx *c, const char *path, struct json_object *v,
+		    const char **s, size_t *len)
+{
+	if (!json_object_is_type(v, json_type_string)) {
+		add_err(c, path, "expected a string, got %s", type_name(v));
+		return false;
+	}
+	*s = json_object_get_string(v);
+	*len = (size_t)json_object_get_string_len(v);
+	if (memchr(*s, '\0', *len)) {
+		add_err(c, path, "contains a NUL character (\\u0000)");
+		return false;
+	}
+	return true;
+}
+
+static bool is_object(struct ctx *c, const char *path, struct json_object *v)
+{
+	if (json_object_is_type(v, json_type_object))
+		return true;
+	add_err(c, path, "expected an object, got %s", type_name(v));
+	return false;
+}
+
+/* Keep a copy in *dst (replacing any); false (with an error) on no memory. */
+static bool keep(struct ctx *c, const char *path, char **dst, const char *s)
+{
+	char *d = strdup(s);
+	if (!d) {
+		add_err(c, path, "out of memory");
+		return false;
+	}
+	free(*dst);
+	*dst = d;
+	return true;
+}
+
+/* ---- addresses ------------------------------------------------------- */
+
+static bool is_ip_literal(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* A host name by RFC 1123 form: dot-separated labels of letters, digits
+ * and '-', 1-63 bytes, not beginning or ending with '-', 253 bytes at most
+ * (without the optional trailing dot). The last label must not look like
+ * a number ("1.2.3", "0x7f"): resolvers would read it as an IPv4 address
+ * in a legacy form. */
+static bool is_host_name(const char *s)
+{
+	size_t len = strlen(s);
+	if (len && s[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)
+		return false;
+	const char *label = s;
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != '.') {
+			char ch = s[i];
+			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			      (ch >= '0' && ch <= '9') || ch == '-'))
+				return false;
+			continue;
+		}
+		size_t n = (size_t)(s + i - label);
+		if (n == 0 || n > 63 || label[0] == '-' || label[n - 1] == '-')
+			return false;
+		if (i == len) { /* the last label */
+			size_t digits = strspn(label, "0123456789");
+			if (digits >= n)
+				return false;
+			if (n > 2 && label[0] == '0' &&
+			    (label[1] == 'x' || label[1] == 'X') &&
+			    strspn(label + 2, "0123456789abcdefABCDEF") >= n - 2)
+				return false;
+		}
+		label = s + i + 1;
+	}
+	return true;
+}
+
+/* ---- sections -------------------------------------------------------- */
+
+typedef void key_fn(struct ctx *c, const char *path, struct json_object *v,
+		    struct config *cfg, void *arg);
+struct key_def {
+	const char *key;
+	key_fn *fn;
+};
+
+/* Call the handler of each key of obj, in document order; unknown keys are
+ * errors. parent NULL for the top level. */
+static void walk(struct ctx *c, const char *parent, struct json_object *obj,
+		 const struct key_def *defs, struct config *cfg, void *arg)
+{
+	json_object_object_foreach(obj, key, val) {
+		char *path = path_key(parent, key);
+		const struct key_def *d = defs;
+		while (d->key && strcmp(d->key, key) != 0)
+			d++;
+		if (!path)
+			add_err(c, c->name, "out of memory");
+		else if (!d->key)
+			add_err(c, path, "unknown key");
+		else
+			d->fn(c, path, val, cfg, arg);
+		free(path);
+	}
+}
+
+/* listen */
+static void k_listen_address(struct ctx *c, const char *path,
+			     struct json_object *v, struct config *cfg, void *arg)
+{
+	const char *s;
+	size_t len;
+	if (!get_str(c, path, v, &s, &len))
+		return;
+	if (!is_ip_literal(s)) {
+		char *sh = shown(s, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an IP address (IPv4 or IPv6, "
+			"without brackets; \"::\" for all)", sh);
+		shown_free(sh);
+		return;
+	}
+	keep(c, path, &cfg->listen_address, s);
+}
+
+static void k_listen_port(struct ctx *c, const char *path,
+			  struct json_object *v, struct config *cfg, void *arg)
+{
+	get_port(c, path, v, &cfg->listen_port);
+}
+
+static const struct key_def listen_keys[] = {
+	{ "address", k_listen_address },
+	{ "port", k_listen_port },
+	{ NULL, NULL },
+};
+
+/* servers[i]: the server being built and which keys it had. */
+struct server_slot {
+	struct config_server *srv;
+	bool address, port, username, password;
+};
+
+static void k_server_address(struct ctx *c, const char *path,
+			     struct json_object *v, struct config *cfg, void *arg)
+{
+	struct server_slot *sl = arg;
+	const char *str;
+	size_t len;
+	sl->address = true;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	if (!is_ip_literal(str) && !is_host_name(str)) {
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an IP address or a valid host "
+			"name%s", sh, str[0] == '[' ? " (write IPv6 addresses "
+			"without brackets)" : "");
+		shown_free(sh);
+		return;
+	}
+	keep(c, path, &sl->srv->address, str);
+}
+
+static void k_server_port(struct ctx *c, const char *path,
+			  struct json_object *v, struct config *cfg, void *arg)
+{
+	struct server_slot *sl = arg;
+	sl->port = true;
+	get_port(c, path, v, &sl->srv->port);
+}
+
+/* username or password (RFC 1929): 1-255 bytes; never shown. */
+static void credential(struct ctx *c, const char *path, struct json_object *v,
+		       char **dst)
+{
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	if (len < 1 || len > 255) {
+		add_err(c, path, "must be 1-255 bytes long, is %zu", len);
+		return;
+	}
+	keep(c, path, dst, str);
+}
+
+static void k_server_username(struct ctx *c, const char *path,
+			      struct json_object *v, struct config *cfg, void *arg)
+{
+	struct server_slot *sl = arg;
+	sl->username = true;
+	credential(c, path, v, &sl->srv->username);
+}
+
+static void k_server_password(struct ctx *c, const char *path,
+			      struct json_object *v, struct config *cfg, void *arg)
+{
+	struct server_slot *sl = arg;
+	sl->password = true;
+	credential(c, path, v, &sl->srv->password);
+}
+
+static const struct key_def server_keys[] = {
+	{ "address", k_server_address },
+	{ "port", k_server_port },
+	{ "username", k_server_username },
+	{ "password", k_server_password },
+	{ NULL, NULL },
+};
+
+/* "servers[i].key: reason" for a key of the server at `path`. */
+static void server_err(struct ctx *c, const char *path, const char *key,
+		       const char *reason)
+{
+	char *p = path_key(path, key);
+	add_err(c, p ? p : path, "%s", reason);
+	free(p);
+}
+
+static void server(struct ctx *c, const char *path, struct json_object *v,
+		   struct config *cfg, struct config_server *out)
+{
+	struct server_slot sl = { .srv = out };
+
+	if (!is_object(c, path, v))
+		return;
+	walk(c, path, v, server_keys, cfg, &sl);
+	if (!sl.address)
+		server_err(c, path, "address", "required");
+	if (!sl.port)
+		server_err(c, path, "port", "required");
+	if (sl.password && !sl.username)
+		server_err(c, path, "username", "required when password is set");
+	if (sl.username && !sl.password)
+		server_err(c, path, "password", "required when username is set");
+}
+
+static void k_servers(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg, void *arg)
+{
+	bool *seen = arg;
+	*seen = true;
+	if (!json_object_is_type(v, json_type_array)) {
+		add_err(c, path, "expected an array, got %s", type_name(v));
+		return;
+	}
+	size_t n = json_object_array_length(v);
+	if (n == 0) {
+		add_err(c, path, "at least one server is required");
+		return;
+	}
+	if (n > MAX_SERVERS)
+		add_err(c, path, "%zu servers, at most %d are allowed", n,
+			MAX_SERVERS);
+	cfg->servers = calloc(n, sizeof(*cfg->servers));
+	if (!cfg->servers) {
+		add_err(c, path, "out of memory");
+		return;
+	}
+	cfg->n_servers = n;
+	for (size_t i = 0; i < n; i++) {
+		char *p = path_index(path, i);
+		if (!p) {
+			add_err(c, path, "out of memory");
+			continue;
+		}
+		server(c, p, json_object_array_get_idx(v, i), cfg,
+		       &cfg->servers[i]);
+		free(p);
+	}
+}
+
+/* upstream */
+struct upstream_seen {
+	bool connect_ok, handshake_set, handshake_ok;
+};
+
+static bool parse_mark_string(const char *s, uint32_t *out)
+{
+	int base = 10;
+	const char *digits = s;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		digits = s + 2;
+	}
+	if (!*digits || strspn(digits, base == 16 ? "0123456789abcdefABCDEF"
+						  : "0123456789") != strlen(digits))
+		return false;
+	errno = 0;
+	unsigned long long n = strtoull(digits, NULL, base);
+	if (errno || n > UINT32_MAX)
+		return false;
+	*out = (uint32_t)n;
+	return true;
+}
+
+static void k_mark(struct ctx *c, const char *path, struct json_object *v,
+		   struct config *cfg, void *arg)
+{
+	if (json_object_is_type(v, json_type_string)) {
+		const char *s;
+		size_t len;
+		if (!get_str(c, path, v, &s, &len))
+			return;
+		if (!parse_mark_string(s, &cfg->mark)) {
+			char *sh = shown(s, len, MAX_SHOWN);
+			add_err(c, path, "\"%s\" is not a mark (0-4294967295, "
+				"decimal or hexadecimal like \"0x4d50\")", sh);
+			shown_free(sh);
+		}
+		return;
+	}
+	if (json_object_is_type(v, json_type_int) ||
+	    json_object_is_type(v, json_type_double)) {
+		int64_t n;
+		if (get_int(c, path, v, 0, UINT32_MAX, false, &n))
+			cfg->mark = (uint32_t)n;
+		return;
+	}
+	add_err(c, path, "expected an integer or a string like \"0x4d50\", "
+		"got %s", type_name(v));
+}
+
+static void k_mptcp(struct ctx *c, const char *path, struct json_object *v,
+		    struct config *cfg, void *arg)
+{
+	get_bool(c, path, v, &cfg->mptcp);
+}
+
+static void k_connect_timeout(struct ctx *c, const char *path,
+			      struct json_object *v, struct config *cfg, void *arg)
+{
+	struct upstream_seen *seen = arg;
+	seen->connect_ok = get_uint(c, path, v, 100, 120000,
+				    &cfg->connect_timeout_ms);
+}
+
+static void k_handshake_timeout(struct ctx *c, const char *path,
+				struct json_object *v, struct config *cfg,
+				void *arg)
+{
+	struct upstream_seen *seen = arg;
+	seen->handshake_set = true;
+	seen->handshake_ok = get_uint(c, path, v, 100, 300000,
+				      &cfg->handshake_timeout_ms);
+}
+
+static void k_backoff(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 1, 3600, &cfg->server_backoff_s);
+}
+
+static const struct key_def upstream_keys[] = {
+	{ "mptcp", k_mptcp },
+	{ "mark", k_mark },
+	{ "connect_timeout_ms", k_connect_timeout },
+	{ "handshake_timeout_ms", k_handshake_timeout },
+	{ "server_backoff_s", k_backoff },
+	{ NULL, NULL },
+};
+
+/* relay */
+static void k_idle(struct ctx *c, const char *path, struct json_object *v,
+		   struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 10, 604800, &cfg->idle_timeout_s);
+}
+
+static void k_half_close(struct ctx *c, const char *path,
+			 struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 1, 86400, &cfg->half_close_timeout_s);
+}
+
+static void k_max_flows(struct ctx *c, const char *path, struct json_object *v,
+			struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 1, 1000000, &cfg->max_flows);
+}
+
+static void k_buffer_size(struct ctx *c, const char *path,
+			  struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 4096, 4194304, &cfg->buffer_size);
+}
+
+static const struct key_def relay_keys[] = {
+	{ "idle_timeout_s", k_idle },
+	{ "half_close_timeout_s", k_half_close },
+	{ "max_flows", k_max_flows },
+	{ "buffer_size", k_buffer_size },
+	{ NULL, NULL },
+};
+
+/* log */
+static void k_log_level(struct ctx *c, const char *path, struct json_object *v,
+			struct config *cfg, void *arg)
+{
+	const char *s;
+	size_t len;
+	if (!get_str(c, path, v, &s, &len))
+		return;
+	int lvl = log_level_parse(s);
+	if (lvl < 0) {
+		char *sh = shown(s, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not a level (error, warn, info, "
+			"debug)", sh);
+		shown_free(sh);
+		return;
+	}
+	cfg->log_level = (enum log_level)lvl;
+}
+
+static const struct key_def log_keys[] = {
+	{ "level", k_log_level },
+	{ NULL, NULL },
+};
+
+/* top level */
+static void section(struct ctx *c, const char *path, struct json_object *v,
+		    const struct key_def *defs, struct config *cfg, void *arg)
+{
+	if (is_object(c, path, v))
+		walk(c, path, v, defs, cfg, arg);
+}
+
+static void k_listen(struct ctx *c, const char *path, struct json_object *v,
+		     struct config *cfg, void *arg)
+{
+	section(c, path, v, listen_keys, cfg, NULL);
+}
+
+static void k_upstream(struct ctx *c, const char *path, struct json_object *v,
+		       struct config *cfg, void *arg)
+{
+	struct upstream_seen seen = { .connect_ok = true };
+	section(c, path, v, upstream_keys, cfg, &seen);
+	/* One connect attempt must fit in the whole setup. Checked only when
+	 * both values are valid (a default counts as valid). */
+	if (seen.connect_ok && (!seen.handshake_set || seen.handshake_ok) &&
+	    cfg->handshake_timeout_ms < cfg->connect_timeout_ms) {
+		char *p = path_key(path, "handshake_timeout_ms");
+		add_err(c, p ? p : path, "%u%s is less than "
+			"connect_timeout_ms (%u)", cfg->handshake_timeout_ms,
+			seen.handshake_set ? "" : " (the default)",
+			cfg->connect_timeout_ms);
+		free(p);
+	}
+}
+
+static void k_relay(struct ctx *c, const char *path, struct json_object *v,
+		    struct config *cfg, void *arg)
+{
+	section(c, path, v, relay_keys, cfg, NULL);
+}
+
+static void k_log(struct ctx *c, const char *path, struct json_object *v,
+		  struct config *cfg, void *arg)
+{
+	section(c, path, v, log_keys, cfg, NULL);
+}
+
+static const struct key_def top_keys[] = {
+	{ "listen", k_listen },
+	{ "servers", k_servers },
+	{ "upstream", k_upstream },
+	{ "relay", k_relay },
+	{ "log", k_log },
+	{ NULL, NULL },
+};
+
+/* ---- duplicate keys -------------------------------------------------- */
+
+/* json-c keeps the last of duplicate keys without a word. This walks the
+ * text json-c has already accepted (strict mode: no comments; strings in
+ * double or single quotes) and reports each repeated key by its path.
+ * Keys are decoded by json-c itself, so "\u0070ort" is "port". Objects are
+ * checked up to DUP_KEYS keys (ours have at most five; a bigger one is
+ * full of unknown keys anyway). */
+#define DUP_DEPTH 64
+#define DUP_KEYS 32
+
+struct dup_frame {
+	bool is_object;
+	size_t index;          /* arrays: current element */
+	char *keys[DUP_KEYS];  /* objects: keys seen so far */
+	size_t n_keys;
+	char *extra;           /* the current key once keys[] is full */
+	const char *cur;       /* the current key */
+};
+
+static char *decode_key(const char *start, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	if (!tok)
+		return NULL;
+	struct json_object *o = json_tokener_parse_ex(tok, start, (int)len);
+	char *s = NULL;
+	if (json_object_is_type(o, json_type_string))
+		s = strdup(json_object_get_string(o));
+	json_object_put(o);
+	json_tokener_free(tok);
+	return s;
+}
+
+/* The path of the key being defined in frames[0..depth). */
+static char *dup_path(struct dup_frame *f, size_t depth, const char *key)
+{
+	char *p = NULL;
+	for (size_t i = 0; i < depth; i++) {
+		char *q;
+		if (i + 1 == depth)
+			q = path_key(p, key);
+		else if (f[i].is_object)
+			q = path_key(p, f[i].cur ? f[i].cur : "?");
+		else
+			q = path_index(p ? p : "", f[i].index);
+		free(p);
+		if (!q)
+			return NULL;
+		p = q;
+	}
+	return p;
+}
+
+static void dup_free(struct dup_frame *f)
+{
+	for (size_t i = 0; i < f->n_keys; i++)
+		free(f->keys[i]);
+	free(f->extra);
+	memset(f, 0, sizeof(*f));
+}
+
+static void check_duplicates(struct ctx *c, const char *s, size_t len)
+{
+	struct dup_frame *f = calloc(DUP_DEPTH, sizeof(*f));
+	size_t depth = 0;
+	bool want_key = false;
+
+	if (!f)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		switch (ch) {
+		case '{':
+		case '[':
+			if (depth == DUP_DEPTH)
+				goto out; /* json-c allows less */
+			f[depth].is_object = ch == '{';
+			want_key = ch == '{';
+			depth++;
+			continue;
+		case '}':
+		case ']':
+			if (depth)
+				dup_free(&f[--depth]);
+			want_key = false;
+			if (depth == 0)
+				goto out;
+			continue;
+		case ',':
+			if (depth && f[depth - 1].is_object)
+				want_key = true;
+			else if (depth)
+				f[depth - 1].index++;
+			continue;
+		case '"':
+		case '\'': {
+			size_t start = i++;
+			while (i < len && s[i] != ch)
+				i += s[i] == '\\' ? 2 : 1;
+			if (i >= len)
+				goto out;
+			if (!want_key || !depth)
+				continue;
+			want_key = false;
+			struct dup_frame *top = &f[depth - 1];
+			char *key = decode_key(s + start, i + 1 - start);
+			if (!key)
+				goto out;
+			bool dup = false;
+			for (size_t k = 0; k < top->n_keys; k++)
+				dup = dup || strcmp(top->keys[k], key) == 0;
+			if (dup) {
+				char *p = dup_path(f, depth, key);
+				add_err(c, p ? p : c->name, "duplicate key "
+					"(the last one would be used)");
+				free(p);
+			}
+			if (top->n_keys < DUP_KEYS) {
+				top->keys[top->n_keys++] = key;
+			} else {
+				free(top->extra);
+				top->extra = key;
+			}
+			top->cur = key;
+			continue;
+		}
+		default:
+			continue; /* whitespace, ':', numbers, literals */
+		}
+	}
+out:
+	while (depth)
+		dup_free(&f[--depth]);
+	free(f);
+}
+
+/* ---- documents ------------------------------------------------------- */
+
+static void line_col(const char *s, size_t off, size_t *line, size_t *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off; i++) {
+		if (s[i] == '\n') {
+			++*line;
+			*col = 1;
+		} else {
+			++*col;
+		}
+	}
+}
+
+static void json_error(struct ctx *c, const char *s, size_t off,
+		       const char *what)
+{
+	size_t line, col;
+	char *p = NULL;
+	line_col(s, off, &line, &col);
+	if (asprintf(&p, "%s:%zu:%zu", c->name, line, col) < 0)
+		p = NULL;
+	add_err(c, p ? p : c->name, "invalid JSON: %s", what);
+	free(p);
+}
+
+static void config_defaults(struct config *cfg)
+{
+	cfg->listen_port = CONFIG_DEFAULT_LISTEN_PORT;
+	cfg->mptcp = true;
+	cfg->mark = CONFIG_DEFAULT_MARK;
+	cfg->connect_timeout_ms = 5000;
+	cfg->handshake_timeout_ms = 10000;
+	cfg->server_backoff_s = 30;
+	cfg->idle_timeout_s = 3600;
+	cfg->half_close_timeout_s = 120;
+	cfg->max_flows = 4096;
+	cfg->buffer_size = 65536;
+	cfg->log_level = LOG_LVL_INFO;
+}
+
+/* text[len] must be '\0'. */
+static struct config *parse(struct ctx *c, const char *text, size_t len)
+{
+	static const char ws[] = " \t\r\n";
+
+	if (len > MAX_FILE_SIZE) {
+		add_err(c, c->name, "too large (%zu bytes, at most %u)", len,
+			MAX_FILE_SIZE);
+		return NULL;
+	}
+	/* A UTF-8 byte order mark, as some editors write: not JSON, harmless. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+		text += 3;
+		len -= 3;
+	}
+	if (strspn(text, ws) == len) {
+		add_err(c, c->name, "empty (a JSON object is expected)");
+		return NULL;
+	}
+	const char *nul = memchr(text, '\0', len);
+	if (nul) {
+		json_error(c, text, (size_t)(nul - text), "NUL byte");
+		return NULL;
+	}
+
+	struct json_tokener *tok = json_tokener_new();
+	if (!tok) {
+		add_err(c, c->name, "out of memory");
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+				    JSON_TOKENER_ALLOW_TRAILING_CHARS |
+				    JSON_TOKENER_VALIDATE_UTF8);
+	/* len + 1: the terminating '\0' ends a top-level number too. */
+	struct json_object *root = json_tokener_parse_ex(tok, text, (int)len + 1);
+	size_t end = json_tokener_get_parse_end(tok);
+	enum json_tokener_error e = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (e != json_tokener_success) {
+		json_object_put(root);
+		json_error(c, text, end > len ? len : end,
+			   json_tokener_error_desc(e));
+		return NULL;
+	}
+	/* root is NULL for a document that is just "null". */
+	if (end > len)
+		end = len;
+	end += strspn(text + end, ws);
+	if (end < len) {
+		json_error(c, text, end, "unexpected data after the top-level "
+			   "value");
+		json_object_put(root);
+		return NULL;
+	}
+	if (!json_object_is_type(root, json_type_object)) {
+		add_err(c, c->name, "expected a JSON object at the top level, "
+			"got %s", type_name(root));
+		json_object_put(root);
+		return NULL;
+	}
+
+	check_duplicates(c, text, len);
+
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (!cfg) {
+		add_err(c, c->name, "out of memory");
+		json_object_put(root);
+		return NULL;
+	}
+	config_defaults(cfg);
+	bool servers_seen = false;
+	walk(c, NULL, root, top_keys, cfg, &servers_seen);
+	if (!servers_seen)
+		add_err(c, "servers", "at least one server is required");
+	if (!cfg->listen_address)
+		keep(c, "listen.address", &cfg->listen_address,
+		     CONFIG_DEFAULT_LISTEN_ADDRESS);
+	json_object_put(root);
+	if (c->n_errors) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+struct config *config_parse_string(const char *json, struct config_errors *errs)
+{
+	struct ctx c = { .errs = errs, .name = STRING_NAME };
+	struct config *cfg = parse(&c, json, strlen(json));
+	finish_errors(&c);
+	return cfg;
+}
+
+struct config *config_load_file(const char *path, struct config_errors *errs)
+{
+	char *name = shown(path, strlen(path), strlen(path));
+	struct ctx c = { .errs = errs, .name = name };
+	struct config *cfg = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		add_err(&c, name, "cannot read: %s", strerror(errno));
+		goto out;
+	}
+	/* Read to EOF (the size may be unknown, e.g. a pipe), up to one byte
+	 * past the limit so that parse() can tell it was exceeded. */
+	size_t cap = 4096;
+	buf = malloc(cap);
+	for (;;) {
+		if (!buf) {
+			add_err(&c, name, "out of memory");
+			goto out;
+		}
+		if (len + 1 >= cap) {
+			if (len > MAX_FILE_SIZE)
+				break;
+			cap *= 2;
+			char *nb = realloc(buf, cap);
+			if (!nb)
+				free(buf);
+			buf = nb;
+			continue;
+		}
+		ssize_t r = read(fd, buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			add_err(&c, name, "cannot read: %s", strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	cfg = parse(&c, buf, len);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	finish_errors(&c);
+	shown_free(name);
+	return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->listen_address);
+	for (size_t i = 0; i < cfg->n_servers; i++) {
+		struct config_server *s = &cfg->servers[i];
+		free(s->address);
+		free(s->username);
+		if (s->password) {
+			explicit_bzero(s->password, strlen(s->password));
+			free(s->password);
+		}
+	}
+	free(cfg->servers);
+	free(cfg);
+}
