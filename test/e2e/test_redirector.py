@@ -1,0 +1,277 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+r"""mpredir end to end: a LAN flow through the router's redirect, over one
+MPTCP connection to a real SOCKS5 server (dante, microsocks; with and
+without user/password), to a real web server.
+
+  lan ──── rtr (nft redirect → mpredir) ══ wan1 / wan2 ══ srv (SOCKS5 under
+  curl                                                     mptcpize) ── dst
+                                                                   httpd.py
+(the full drawing is in test/lib/topo.py)
+"""
+
+import os
+import signal
+import time
+
+import pytest
+
+import clients
+import topo as T
+
+MiB = 1 << 20
+SERVERS = ["dante-none", "dante-user", "micro-none", "micro-user"]
+DSTS = [pytest.param(T.DST4, id="v4"), pytest.param(T.DST6, id="v6")]
+CAPABLE_RX = "MPTcpExtMPCapableSYNRX"
+JOIN_SYN_RX = "MPTcpExtMPJoinSynRx"
+
+
+def wait_delta(topology, ns, before, name, at_least=1, timeout=5.0):
+    """Poll until nstat counter `name` grew by at_least; the delta."""
+    def delta():
+        return topology.nstat(ns).get(name, 0) - before.get(name, 0)
+    try:
+        topology.wait_until(lambda: delta() >= at_least, timeout=timeout,
+                            what=name)
+    except TimeoutError:
+        pass
+    return delta()
+
+
+def hold_connection(topology, seconds=20):
+    """A LAN connection through the redirect that stays open, idle."""
+    code = ("import socket,time;s=socket.create_connection(('%s',%d));"
+            "s.recv(100);time.sleep(%d)" % (T.DST4, T.BANNER_PORT, seconds))
+    return topology.popen("lan", [T.PYTHON, "-c", code])
+
+
+def expect_reset(topology, url, within=1.0, at_accept=False):
+    """curl from the LAN must fail with a connection reset, fast. A reset
+    sent right at accept (at_accept) may reach curl while it still checks
+    its connect: curl then says "Couldn't connect" (exit 7)."""
+    r = clients.fetch(topology, "lan", url, timeout=15)
+    resets = [(56, "reset")] + ([(7, "couldn't connect")] if at_accept else [])
+    assert any(r.rc == rc and text in r.stderr.lower() for rc, text in resets), \
+        "expected a reset, got rc=%d %r" % (r.rc, r.stderr)
+    assert r.elapsed < within, "reset took %.2f s" % r.elapsed
+    return r
+
+
+# ------------------------------------------------------------- bulk data
+@pytest.mark.parametrize("dst", DSTS)
+@pytest.mark.parametrize("server", SERVERS)
+def test_download_upload_64mib(topology, socks, mpredir, server, dst):
+    srv = socks[server]
+    m = mpredir(servers=[srv])
+    before = topology.nstat("srv")
+    r = clients.fetch(topology, "lan", clients.bytes_url(dst, 64 * MiB))
+    assert r.ok(64 * MiB), r
+    up = clients.upload(topology, "lan", clients.upload_url(dst), 64 * MiB)
+    assert up.ok, up
+    # MPTCP really used, and a second subflow joined over wan2.
+    assert wait_delta(topology, "srv", before, CAPABLE_RX, 2) >= 2
+    assert wait_delta(topology, "srv", before, JOIN_SYN_RX, 2) >= 2
+    log = m.log()
+    assert "(mptcp)" in log and "(tcp)" not in log
+
+
+def test_one_upstream_connection_per_flow(topology, socks, mpredir):
+    m = mpredir(servers=[socks["dante-none"]])
+    before = topology.nstat("srv")
+    for _ in range(10):
+        assert clients.fetch(topology, "lan",
+                             clients.bytes_url(T.DST4, 1000)).ok(1000)
+    assert wait_delta(topology, "srv", before, CAPABLE_RX, 10) == 10
+    assert m.log().count(": done") == 10
+
+
+# ------------------------------------------------------------- half-close
+@pytest.mark.parametrize("dst", DSTS)
+def test_half_close(topology, socks, mpredir, dst):
+    """The client shuts its sending side; the server still delivers 4 MiB.
+    (dante: microsocks closes both directions on the client's FIN.)"""
+    mpredir(servers=[socks["dante-none"]])
+    res = clients.halfclose(topology, "lan", dst, send=300_000)
+    assert res["ok"], res
+
+
+@pytest.mark.parametrize("dst", DSTS)
+def test_server_speaks_first(topology, socks, mpredir, dst):
+    mpredir(servers=[socks["dante-user"]])
+    res = clients.banner(topology, "lan", dst, send=50_000)
+    assert res["ok"], res
+
+
+# ------------------------------------------------------------- failures → RST
+@pytest.mark.parametrize("dst", DSTS)
+@pytest.mark.parametrize("server", SERVERS)
+def test_connect_refused_resets(topology, socks, mpredir, server, dst):
+    m = mpredir(servers=[socks[server]])
+    expect_reset(topology, "http://%s:9/" % clients.host_in_url(dst))
+    assert "CONNECT refused" in m.log() or \
+        "server closed before CONNECT reply" in m.log()
+
+
+@pytest.mark.parametrize("dst", DSTS)
+@pytest.mark.parametrize("server", ["dante-user", "micro-user"])
+def test_wrong_password_resets(topology, socks, mpredir, server, dst):
+    cfg = dict(socks[server].server_config(), password="wrong-password")
+    m = mpredir(servers=[cfg])
+    expect_reset(topology, clients.bytes_url(dst, 1000))
+    log = m.log()
+    assert "wrong-password" not in log
+    assert "authentication failed" in log or "closed" in log, log
+
+
+@pytest.mark.parametrize("dst", DSTS)
+def test_server_down_resets(topology, socks, mpredir, dst):
+    srv = socks["micro-none"]
+    m = mpredir(servers=[srv])
+    srv.stop()
+    expect_reset(topology, clients.bytes_url(dst, 1000))
+    assert "no server reachable" in m.log()
+
+
+def test_refused_reply_code_is_named(topology, socks, mpredir):
+    m = mpredir(servers=[socks["dante-none"]])
+    expect_reset(topology, "http://%s:9/" % T.DST4)
+    assert "connection refused (0x05)" in m.log()
+
+
+def test_second_server_used_when_first_down(topology, socks, mpredir):
+    down, up = socks["micro-none"], socks["dante-none"]
+    m = mpredir(servers=[down, up])
+    down.stop()
+    for _ in range(3):
+        assert clients.fetch(topology, "lan",
+                             clients.bytes_url(T.DST4, 1000)).ok(1000)
+    log = m.log()
+    assert "via %s:%d" % (up.address, up.port) in log
+    assert "failures in a row, skipped" in log
+
+
+# ------------------------------------------------------------- MPTCP off
+def test_mptcp_disabled_falls_back_to_tcp(topology, socks, mpredir):
+    topology.sysctl("rtr", **{"net.mptcp.enabled": 0})
+    try:
+        m = mpredir(servers=[socks["dante-none"]])
+        before = topology.nstat("srv")
+        for dst in (T.DST4, T.DST6):
+            r = clients.fetch(topology, "lan", clients.bytes_url(dst, 4 * MiB))
+            assert r.ok(4 * MiB), r
+        after = topology.nstat("srv")
+        assert T.Topology.delta(before, after, CAPABLE_RX)[CAPABLE_RX] == 0
+        log = m.log()
+        assert log.count("kernel refuses MPTCP") == 1
+        assert "(tcp)" in log
+    finally:
+        topology.sysctl("rtr", **{"net.mptcp.enabled": 1})
+
+
+# ------------------------------------------------------------- listener
+@pytest.mark.parametrize("addr", [T.RTR_LAN4, T.RTR_LAN6], ids=["v4", "v6"])
+def test_direct_connection_to_listener_is_reset(topology, socks, mpredir,
+                                                addr):
+    m = mpredir(servers=[socks["dante-none"]])
+    before = topology.nstat("srv")
+    expect_reset(topology, "http://%s:%d/" % (clients.host_in_url(addr),
+                                             m.port), at_accept=True)
+    assert "connected straight to the listener" in m.log()
+    after = topology.nstat("srv")
+    assert T.Topology.delta(before, after, CAPABLE_RX)[CAPABLE_RX] == 0
+
+
+def test_max_flows_resets_beyond(topology, socks, mpredir):
+    m = mpredir(servers=[socks["dante-none"]], relay={"max_flows": 1})
+    hold = hold_connection(topology)
+    try:
+        topology.wait_until(lambda: "accepted" in m.log(), timeout=5)
+        expect_reset(topology, clients.bytes_url(T.DST4, 1000),
+                     at_accept=True)
+        assert "max_flows (1) reached" in m.log()
+    finally:
+        hold.kill()
+        hold.wait()
+
+
+def test_half_close_timeout_reaps(topology, socks, mpredir):
+    """A flow whose LAN side has ended while the destination stays silent is
+    reset after half_close_timeout_s."""
+    silent = topology.spawn("dst", [T.PYTHON, "-c", (
+        "import socket,time;l=socket.create_server(('::',7007),"
+        "family=socket.AF_INET6,dualstack_ipv6=True);c=l.accept();"
+        "time.sleep(60)")], "silent-7007")
+    topology.wait_for_port("dst", None, 7007, proc=silent)
+    m = mpredir(servers=[socks["dante-none"]],
+                relay={"half_close_timeout_s": 1})
+    code = ("import socket,time;s=socket.create_connection(('%s',7007));"
+            "s.shutdown(socket.SHUT_WR);t=time.time()\n"
+            "try: s.recv(100); print('eof')\n"
+            "except ConnectionResetError: print('reset')\n"
+            "print(round(time.time()-t,1))" % T.DST4)
+    r = topology.run("lan", [T.PYTHON, "-c", code], timeout=20)
+    what, secs = r.stdout.split()
+    assert what == "reset" and 1.0 <= float(secs) < 3.0, r.stdout
+    assert "idle timeout" in m.log()
+    silent.stop()
+
+
+# ------------------------------------------------------------- signals
+def test_sighup_reload(topology, socks, mpredir):
+    first, second = socks["dante-none"], socks["micro-none"]
+    m = mpredir(servers=[first])
+    assert clients.fetch(topology, "lan",
+                         clients.bytes_url(T.DST4, 1000)).ok(1000)
+    # a download in progress continues across the reload
+    slow = topology.popen("lan", ["curl", "-sS", "--limit-rate", "2M", "-o",
+                                  "/dev/null", "-w", "%{size_download}",
+                                  clients.bytes_url(T.DST4, 4 * MiB)],
+                          stdout=__import__("subprocess").PIPE, text=True)
+    topology.wait_until(lambda: m.log().count("accepted") >= 2, timeout=5)
+    m.config["servers"] = [second.server_config()]
+    m.write_config()
+    m.signal(signal.SIGHUP)
+    topology.wait_until(lambda: "reloaded" in m.log(), timeout=5)
+    assert clients.fetch(topology, "lan",
+                         clients.bytes_url(T.DST4, 1000)).ok(1000)
+    out, _ = slow.communicate(timeout=30)
+    assert slow.returncode == 0 and out.strip() == str(4 * MiB)
+    assert "via %s:%d" % (second.address, second.port) in m.log()
+    # an invalid file is refused and the running config stays
+    with open(m.config_path, "w") as f:
+        f.write('{"servers": [], "bogus": 1}')
+    m.signal(signal.SIGHUP)
+    topology.wait_until(lambda: "reload of" in m.log(), timeout=5)
+    log = m.log()
+    assert "bogus: unknown key" in log and "refused" in log
+    assert clients.fetch(topology, "lan",
+                         clients.bytes_url(T.DST4, 1000)).ok(1000)
+
+
+def test_sigterm_resets_flows_and_exits_0(topology, socks, mpredir):
+    m = mpredir(servers=[socks["dante-none"]])
+    hold = hold_connection(topology)
+    try:
+        topology.wait_until(lambda: "accepted" in m.log(), timeout=5)
+        assert m.stop() == 0
+        assert "stopping (1 flow(s) open)" in m.log()
+    finally:
+        hold.kill()
+        hold.wait()
+
+
+def test_check_option(topology, mpredir_bin, tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('{"servers": [{"address": "10.9.0.1", "port": 1080}]}')
+    r = topology.run("rtr", [mpredir_bin, "--check", "-c", str(good)],
+                     check=False)
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"servers": [{"address": "10.9.0.1", "port": 70000}],'
+                   ' "relay": {"max_flows": "many"}}')
+    r = topology.run("rtr", [mpredir_bin, "--check", "-c", str(bad)],
+                     check=False)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("servers[0].port:")
+    assert lines[1].startswith("relay.max_flows:")

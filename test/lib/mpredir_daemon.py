@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Run the mpredir daemon in the rtr namespace.
+
+CLI: `mpredir -c FILE` (foreground, logs on stderr). Config JSON, e.g.
+  {"listen": {"address": "::", "port": 1088},
+   "servers": [{"address": "10.9.0.1", "port": 1080,
+                "username": "u", "password": "p"}],
+   "upstream": {"mptcp": true, "mark": 19792},
+   "log": {"level": "debug"}}
+"""
+
+import copy
+import json
+import os
+import signal
+
+import nftrules
+import topo as T
+from proc import Daemon
+
+DEFAULT_BIN = os.path.join(T.REPO_ROOT, "redirector", "mpredir")
+DEFAULT_PORT = 1088
+DEFAULT_MARK = 0x4d50  # 19792
+
+
+def binary_path():
+    """$MPREDIR_BIN, else redirector/mpredir of this repository."""
+    return os.path.abspath(os.environ.get("MPREDIR_BIN") or DEFAULT_BIN)
+
+
+def make_config(servers, port=DEFAULT_PORT, address="::", mptcp=True,
+                mark=DEFAULT_MARK, level="debug", **extra):
+    """A config dict. servers: SocksServer objects or dicts. extra: more
+    top-level sections (merged one level deep, e.g. relay={...})."""
+    cfg = {
+        "listen": {"address": address, "port": port},
+        "servers": [s if isinstance(s, dict) else s.server_config()
+                    for s in servers],
+        "upstream": {"mptcp": mptcp, "mark": mark},
+        "log": {"level": level},
+    }
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            cfg[k].update(v)
+        else:
+            cfg[k] = v
+    return cfg
+
+
+class MpredirError(AssertionError):
+    pass
+
+
+class Mpredir:
+    """One mpredir process. start() writes the config, launches, waits for
+    the listener; stop() sends SIGTERM and checks the exit status."""
+
+    _seq = 0
+
+    def __init__(self, topology, config, binary=None, ns="rtr", name=None,
+                 load_rules=True, lan_ifaces=(T.RTR_LAN_IF,), env=None):
+        Mpredir._seq += 1
+        self.topo = topology
+        self.config = copy.deepcopy(config)
+        self.binary = binary or binary_path()
+        self.ns = ns
+        self.name = name or "mpredir-%d" % Mpredir._seq
+        self.load_rules = load_rules
+        self.lan_ifaces = lan_ifaces
+        self.env = env
+        self.config_path = os.path.join(topology.workdir, self.name + ".json")
+        self.daemon = None
+        self.exit_status = None
+
+    # --- facts
+    @property
+    def port(self):
+        return self.config.get("listen", {}).get("port", DEFAULT_PORT)
+
+    @property
+    def listen_address(self):
+        return self.config.get("listen", {}).get("address", "::")
+
+    @property
+    def mark(self):
+        return self.config.get("upstream", {}).get("mark", DEFAULT_MARK)
+
+    @property
+    def pid(self):
+        return self.daemon.pid if self.daemon else None
+
+    @property
+    def log_path(self):
+        return os.path.join(self.topo.workdir, self.name + ".log")
+
+    def log(self, tail=None):
+        """The daemon's stderr so far."""
+        return self.daemon.log(tail) if self.daemon else ""
+
+    def running(self):
+        return self.daemon is not None and self.daemon.running()
+
+    def server_addresses(self):
+        return [s["address"] for s in self.config.get("servers", [])
+                if _is_ip(s.get("address", ""))]
+
+    # --- lifecycle
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+            f.write("\n")
+
+    def start(self, timeout=10.0):
+        if not os.access(self.binary, os.X_OK):
+            raise MpredirError("mpredir binary not found or not executable: "
+                               "%s (build it with `make`, or set MPREDIR_BIN)"
+                               % self.binary)
+        self.write_config()
+        if self.load_rules:
+            nftrules.load(self.topo, lan_ifaces=self.lan_ifaces,
+                          port=self.port, servers=self.server_addresses(),
+                          mark=self.mark, ns=self.ns)
+        if self.daemon is None:
+            self.daemon = Daemon(self.topo.nsname(self.ns),
+                                 [self.binary, "-c", self.config_path],
+                                 self.name, self.topo.workdir, env=self.env)
+            self.topo.daemons.append(self.daemon)
+        self.exit_status = None
+        self.daemon.start(timeout)
+        addr = self.listen_address
+        try:
+            self.topo.wait_for_port(self.ns, addr, self.port, timeout,
+                                    proc=self.daemon)
+        except Exception as e:
+            self.exit_status = self.daemon.stop(timeout=2.0)
+            if self.load_rules:
+                nftrules.unload(self.topo, self.ns)
+            raise MpredirError("mpredir did not start listening on %s port %s"
+                               " (exit status %s): %s" % (
+                                   addr, self.port, self.exit_status, e)) from None
+        return self
+
+    def check_alive(self):
+        """Raise MpredirError with the log if the daemon has exited."""
+        if not self.running():
+            rc = self.daemon.poll() if self.daemon else None
+            raise MpredirError("mpredir is not running (exit status %s)\n"
+                               "--- %s ---\n%s" % (rc, self.log_path,
+                                                   self.log(tail=200)))
+
+    def signal(self, sig):
+        self.daemon.send_signal(sig)
+
+    def stop(self, timeout=10.0, expect_status=0, unload_rules=True):
+        """SIGTERM; wait up to timeout (then SIGKILL). Unless expect_status
+        is None, raise MpredirError (with the log) when the exit status is
+        not expect_status (or the daemon had already exited)."""
+        if self.daemon is None:
+            return None
+        was_running = self.daemon.running()
+        rc = self.daemon.stop(timeout=timeout, sig=signal.SIGTERM)
+        self.exit_status = rc
+        if unload_rules and self.load_rules:
+            nftrules.unload(self.topo, self.ns)
+        if expect_status is None:
+            return rc
+        if not was_running:
+            raise MpredirError("mpredir had exited before stop (status %s)\n"
+                               "--- %s ---\n%s" % (rc, self.log_path,
+                                                   self.log(tail=200)))
+        if rc != expect_status:
+            how = ("killed by signal %d" % -rc) if rc is not None and rc < 0 \
+                else "exit status %s" % rc
+            raise MpredirError("mpredir: %s after SIGTERM (expected %s)\n"
+                               "--- %s ---\n%s" % (how, expect_status,
+                                                   self.log_path,
+                                                   self.log(tail=200)))
+        return rc
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        return self.start(timeout)
+
+
+def _is_ip(s):
+    import ipaddress
+    try:
+        ipaddress.ip_address(s)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,470 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+r"""End-to-end test topology: four network namespaces.
+
+   lan (client)         rtr (router)                 srv (aggregation server)    dst ("Internet")
+ +--------------+     +-------------------+  wan1   +-----------------------+
+ |         eth0 |-----| lan0         wan1 |=========| wan1  10.1.1.2/24     |
+ | 192.168.50.2 |     | 192.168.50.1      |         |       fd00:11::2/64   |
+ | fd00:50::2   |     | fd00:50::1        |         |                       |
+ +--------------+     |  wan1 10.1.1.1/24 |  wan2   |                       |
+  default via rtr     |   fd00:11::1/64   |=========| wan2  10.1.2.2/24     |   +-----------------+
+  (v4 and v6)         |              wan2 |         |                 inet0 |---| eth0            |
+                      |  wan2 10.1.2.1/24 |         |  198.18.0.1/24        |   |  198.18.0.2/24  |
+                      |                   |         |  2001:2::1/64         |   |  2001:2::2/64   |
+                      | mpredir :1088     |         | lo: 10.9.0.1/32       |   | httpd.py:       |
+                      | nft: inet mpredir |         |  SOCKS5 (mptcpize):   |   |  80 HTTP        |
+                      |      inet testnat |         |  dante 1080, 1081 u/p |   |  81 half-close  |
+                      +-------------------+         |  microsocks 1082,     |   |  25 banner      |
+                                                    |             1083 u/p  |   | default via srv |
+                                                    +-----------------------+   +-----------------+
+rtr routing:
+  main:      10.9.0.1 via 10.1.1.2 dev wan1      (initial MPTCP subflow over wan1)
+             198.18.0.0/15 via 10.1.1.2 dev wan1 (the "direct" path, masqueraded
+             2001:2::/48 via fd00:11::2 dev wan1  by `table inet testnat`)
+  rules:     from 10.1.1.1 lookup 101 -> 10.9.0.1 via 10.1.1.2 dev wan1
+             from 10.1.2.1 lookup 102 -> 10.9.0.1 via 10.1.2.2 dev wan2
+  mptcp:     limits subflow 2 add_addr_accepted 2;
+             endpoint 10.1.2.1 dev wan2 subflow  (second subflow joins over wan2)
+srv: mptcp limits subflow 2 add_addr_accepted 2; the SOCKS servers listen on
+     10.9.0.1 (on lo: this kernel has no dummy driver) and connect out from
+     inet0.  No route back to the LAN: the direct path is masqueraded.
+dst: default routes via srv (198.18.0.1, 2001:2::1).
+IP forwarding (v4 and v6) on rtr and srv. IPv6 addresses are added `nodad`
+(no DAD delay). "Internet" addresses are the benchmarking ranges
+198.18.0.0/15 and 2001:2::/48: not in mpredir's bypass sets.
+
+Namespace names are "mpr-XXXXXX-ROLE" (XXXXXX random per Topology), so
+concurrent or stale sessions do not collide. Cleanup (teardown(): kill every
+pid in each namespace, SIGTERM then SIGKILL, then `ip netns del`) runs from
+the fixture finalizer, from atexit, and on SIGTERM; a later session reaps
+what a killed one left (resources.reap_stale()).
+"""
+
+import atexit
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import resources
+from proc import Daemon
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+HTTPD = os.path.join(REPO_ROOT, "test", "tools", "httpd.py")
+PYTHON = "/usr/bin/python3"
+
+ROLES = ("lan", "rtr", "srv", "dst")
+
+# Addresses (also used by tests).
+LAN4, LAN6 = "192.168.50.2", "fd00:50::2"
+RTR_LAN4, RTR_LAN6 = "192.168.50.1", "fd00:50::1"
+RTR_WAN1, SRV_WAN1 = "10.1.1.1", "10.1.1.2"
+RTR_WAN2, SRV_WAN2 = "10.1.2.1", "10.1.2.2"
+RTR_WAN1_6, SRV_WAN1_6 = "fd00:11::1", "fd00:11::2"
+SERVICE4 = "10.9.0.1"
+SRV_INET4, SRV_INET6 = "198.18.0.1", "2001:2::1"
+DST4, DST6 = "198.18.0.2", "2001:2::2"
+HTTP_PORT, HALFCLOSE_PORT, BANNER_PORT = 80, 81, 25
+
+# Interface names (inside their namespaces).
+LAN_IF = "eth0"         # in lan
+RTR_LAN_IF = "lan0"     # in rtr
+WAN_IFS = ("wan1", "wan2")  # same names in rtr and srv
+SRV_INET_IF = "inet0"   # in srv
+DST_IF = "eth0"         # in dst
+
+_live = []
+
+
+def _cleanup_all():
+    for t in list(_live):
+        try:
+            t.teardown()
+        except Exception as e:  # noqa: BLE001 - best effort at exit
+            print("mpredir-test: cleanup of %s failed: %s" % (t.tag, e),
+                  file=sys.stderr)
+
+
+atexit.register(_cleanup_all)
+
+
+def install_sigterm_cleanup():
+    """Turn SIGTERM (e.g. a CI time-out) into KeyboardInterrupt, so that
+    pytest stops the session and runs the fixture finalizers (and atexit
+    runs in any case); by default SIGTERM kills Python without either.
+    Only if nobody else handles SIGTERM."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        def _term(signum, frame):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            raise KeyboardInterrupt("SIGTERM")
+        signal.signal(signal.SIGTERM, _term)
+
+
+class CommandError(RuntimeError):
+    pass
+
+
+class Topology:
+    """The four namespaces. Use as a context manager or setup()/teardown()."""
+
+    def __init__(self, tag=None, keep_workdir=None, httpd=True):
+        self._fixed_tag = tag is not None
+        self.tag = tag or ("mpr-" + secrets.token_hex(3))
+        self.ns = {r: "%s-%s" % (self.tag, r) for r in ROLES}
+        self.workdir = None
+        self.keep_workdir = (os.environ.get("MPREDIR_TEST_KEEP") == "1"
+                             if keep_workdir is None else keep_workdir)
+        self.want_httpd = httpd
+        self.record = None
+        self.daemons = []
+        self.httpd = None
+        self.users = []
+        self.created_ns = []
+        self._torn_down = False
+
+    # ------------------------------------------------------------ basics
+    def nsname(self, ns):
+        """Role ("rtr") or full namespace name -> full name; None: host."""
+        if ns is None:
+            return None
+        return self.ns.get(ns, ns)
+
+    def _argv(self, ns, cmd):
+        if isinstance(cmd, str):
+            cmd = ["sh", "-c", cmd]
+        cmd = [str(c) for c in cmd]
+        name = self.nsname(ns)
+        return (["ip", "netns", "exec", name] + cmd) if name else cmd
+
+    def run(self, ns, cmd, check=True, timeout=60, input=None, text=True,
+            capture=True, env=None):
+        """subprocess.run(cmd) inside namespace ns (role or name).
+
+        cmd: list (exec'd) or str (run by sh -c). With check, a non-zero
+        exit raises CommandError carrying stdout and stderr."""
+        argv = self._argv(ns, cmd)
+        if env is not None:
+            e = dict(os.environ)
+            e.update(env)
+            env = e
+        r = subprocess.run(
+            argv, input=input, text=text, timeout=timeout, env=env,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None)
+        if check and r.returncode != 0:
+            raise CommandError("%s: exit %d\nstdout: %s\nstderr: %s" % (
+                " ".join(shlex.quote(a) for a in argv), r.returncode,
+                r.stdout, r.stderr))
+        return r
+
+    def popen(self, ns, cmd, **kw):
+        """subprocess.Popen(cmd) inside ns. Note that its pid may not be the
+        command's pid; use spawn() for servers."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen(self._argv(ns, cmd), **kw)
+
+    def spawn(self, ns, argv, name, env=None, timeout=10.0):
+        """Start a long-running process in ns; return a started Daemon that
+        knows its real pid, logs to WORKDIR/NAME.log, and is stopped at
+        teardown."""
+        d = Daemon(self.nsname(ns), argv, name, self.workdir, env=env)
+        d.start(timeout)
+        self.daemons.append(d)
+        return d
+
+    def ip(self, ns, args, **kw):
+        return self.run(ns, ["ip"] + args.split() if isinstance(args, str)
+                        else ["ip"] + list(args), **kw)
+
+    def sysctl(self, ns, **kv):
+        """sysctl(ns, **{"net.ipv4.ip_forward": 1})"""
+        args = ["%s=%s" % (k, v) for k, v in kv.items()]
+        return self.run(ns, ["sysctl", "-q", "-w"] + args)
+
+    # ------------------------------------------------------------ probes
+    def listening(self, ns, addr=None, port=None, proto="tcp"):
+        """True if something listens on addr:port in ns (via `ss -l`; no
+        connection is made). addr None or wildcard listeners match any."""
+        flag = {"tcp": "-t", "mptcp": "-M", "udp": "-u"}[proto]
+        r = self.run(ns, ["ss", "-Hln", flag], check=False)
+        want = None if addr is None else addr.strip("[]")
+        for line in r.stdout.splitlines():
+            f = line.split()
+            if len(f) < 4:
+                continue
+            local = f[3]
+            host, _, p = local.rpartition(":")
+            host = host.strip("[]").split("%")[0]
+            if port is not None and p != str(port):
+                continue
+            if want is None or host in ("*", "0.0.0.0", "::", want):
+                return True
+        return False
+
+    def wait_for_port(self, ns, addr, port, timeout=10.0, proto="tcp",
+                      proc=None):
+        """Poll until addr:port listens in ns; raise TimeoutError.
+        If proc (a Daemon) dies meanwhile, raise at once with its log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.listening(ns, addr, port, proto):
+                return True
+            if proc is not None:
+                proc.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError("%s:%s not listening in %s after %.1fs%s" % (
+                    addr, port, self.nsname(ns), timeout,
+                    ("\n--- log ---\n" + proc.log(tail=50)) if proc else ""))
+            time.sleep(0.02)
+
+    def wait_until(self, pred, timeout=10.0, interval=0.02, what="condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            v = pred()
+            if v:
+                return v
+            if time.monotonic() > deadline:
+                raise TimeoutError("timed out waiting for " + what)
+            time.sleep(interval)
+
+    def nstat(self, ns):
+        """Absolute values of every SNMP/netstat counter of ns, as a dict
+        (e.g. MPTcpExtMPCapableSYNRX, MPTcpExtMPJoinSynRx, TcpActiveOpens).
+        `nstat -asz`: absolute, zeros included, history file not touched."""
+        r = self.run(ns, ["nstat", "-asz"])
+        out = {}
+        for line in r.stdout.splitlines():
+            f = line.split()
+            if len(f) >= 2 and not f[0].startswith("#"):
+                try:
+                    out[f[0]] = int(f[1])
+                except ValueError:
+                    pass
+        return out
+
+    @staticmethod
+    def delta(before, after, *names):
+        """after - before for names (all counters if none given)."""
+        names = names or tuple(after)
+        return {n: after.get(n, 0) - before.get(n, 0) for n in names}
+
+    def reap(self):
+        """Reap zombie orphans (this process is their subreaper), leaving
+        alone the children that Daemon objects will wait for."""
+        busy = {d.popen.pid for d in self.daemons
+                if d.popen is not None and d.popen.returncode is None}
+        resources.reap_zombies(exclude=busy)
+
+    def pids(self, ns):
+        return resources.netns_pids(self.nsname(ns))
+
+    # ------------------------------------------------------------ shaping
+    def shape_wan(self, rate_mbit=20, burst_kb=None, latency_ms=50,
+                  links=WAN_IFS):
+        """tbf on the egress of both ends of each WAN link (rtr and srv)."""
+        rate_bytes = rate_mbit * 1_000_000 // 8
+        burst = burst_kb * 1024 if burst_kb else max(16 * 1024, rate_bytes // 200)
+        for ns in ("rtr", "srv"):
+            for dev in links:
+                self.run(ns, ["tc", "qdisc", "replace", "dev", dev, "root",
+                              "tbf", "rate", "%dmbit" % rate_mbit,
+                              "burst", str(burst),
+                              "latency", "%dms" % latency_ms])
+
+    def unshape_wan(self, links=WAN_IFS):
+        for ns in ("rtr", "srv"):
+            for dev in links:
+                self.run(ns, ["tc", "qdisc", "del", "dev", dev, "root"],
+                         check=False)
+
+    def set_link(self, link, up, ns="rtr"):
+        """Take a WAN link (e.g. "wan2") down or up on one side."""
+        self.ip(ns, ["link", "set", link, "up" if up else "down"])
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self):
+        self.setup()
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+    def setup(self):
+        resources.reap_stale()
+        resources.become_subreaper()
+        while any(resources.netns_exists(n) for n in self.ns.values()):
+            if self._fixed_tag:
+                raise RuntimeError("namespaces %s-* exist already" % self.tag)
+            self.tag = "mpr-" + secrets.token_hex(3)
+            self.ns = {r: "%s-%s" % (self.tag, r) for r in ROLES}
+        self.record = resources.Record(self.tag)
+        self.workdir = tempfile.mkdtemp(prefix=self.tag + "-")
+        os.chmod(self.workdir, 0o755)
+        if not self.keep_workdir:
+            self.record.add("workdirs", self.workdir)
+        _live.append(self)
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def _build(self):
+        for r in ROLES:
+            # recorded first: a crash right after `add` still gets it reaped
+            self.record.add("netns", self.ns[r])
+            subprocess.run(["ip", "netns", "add", self.ns[r]], check=True,
+                           capture_output=True)
+            self.created_ns.append(self.ns[r])
+        n = self.ns
+        for r in ROLES:
+            self.ip(r, "link set lo up")
+            self.sysctl(r, **{
+                "net.ipv4.conf.all.rp_filter": 0,
+                "net.ipv4.conf.default.rp_filter": 0,
+                "net.ipv6.conf.all.accept_dad": 0,
+                "net.ipv6.conf.default.accept_dad": 0,
+                "net.ipv6.conf.all.accept_ra": 0,
+                "net.ipv6.conf.default.accept_ra": 0,
+                "net.mptcp.enabled": 1,
+            })
+        for r in ("rtr", "srv"):
+            self.sysctl(r, **{"net.ipv4.ip_forward": 1,
+                              "net.ipv6.conf.all.forwarding": 1})
+
+        # links (created directly in their namespaces: no name clashes)
+        self.ip("lan", ["link", "add", LAN_IF, "type", "veth", "peer", "name",
+                        RTR_LAN_IF, "netns", n["rtr"]])
+        for w in WAN_IFS:
+            self.ip("rtr", ["link", "add", w, "type", "veth", "peer", "name",
+                            w, "netns", n["srv"]])
+        self.ip("srv", ["link", "add", SRV_INET_IF, "type", "veth", "peer",
+                        "name", DST_IF, "netns", n["dst"]])
+
+        def addr(ns, dev, *cidrs):
+            for c in cidrs:
+                extra = ["nodad"] if ":" in c else []
+                self.ip(ns, ["addr", "add", c, "dev", dev] + extra)
+            self.ip(ns, ["link", "set", dev, "up"])
+
+        addr("lan", LAN_IF, LAN4 + "/24", LAN6 + "/64")
+        addr("rtr", RTR_LAN_IF, RTR_LAN4 + "/24", RTR_LAN6 + "/64")
+        addr("rtr", "wan1", RTR_WAN1 + "/24", RTR_WAN1_6 + "/64")
+        addr("rtr", "wan2", RTR_WAN2 + "/24")
+        addr("srv", "wan1", SRV_WAN1 + "/24", SRV_WAN1_6 + "/64")
+        addr("srv", "wan2", SRV_WAN2 + "/24")
+        addr("srv", SRV_INET_IF, SRV_INET4 + "/24", SRV_INET6 + "/64")
+        addr("dst", DST_IF, DST4 + "/24", DST6 + "/64")
+        # service address of the aggregation server
+        self.ip("srv", ["addr", "add", SERVICE4 + "/32", "dev", "lo"])
+
+        # routes
+        self.ip("lan", ["route", "add", "default", "via", RTR_LAN4])
+        self.ip("lan", ["-6", "route", "add", "default", "via", RTR_LAN6])
+        self.ip("dst", ["route", "add", "default", "via", SRV_INET4])
+        self.ip("dst", ["-6", "route", "add", "default", "via", SRV_INET6])
+        self.ip("rtr", ["route", "add", SERVICE4, "via", SRV_WAN1, "dev", "wan1"])
+        self.ip("rtr", ["route", "add", "198.18.0.0/15", "via", SRV_WAN1,
+                        "dev", "wan1"])
+        self.ip("rtr", ["-6", "route", "add", "2001:2::/48", "via", SRV_WAN1_6,
+                        "dev", "wan1"])
+        for table, src, gw, dev in ((101, RTR_WAN1, SRV_WAN1, "wan1"),
+                                    (102, RTR_WAN2, SRV_WAN2, "wan2")):
+            self.ip("rtr", ["route", "add", SERVICE4, "via", gw, "dev", dev,
+                            "table", str(table)])
+            self.ip("rtr", ["rule", "add", "from", src, "lookup", str(table),
+                            "priority", str(table * 10)])
+
+        # MPTCP path management
+        self.ip("rtr", "mptcp limits set subflow 2 add_addr_accepted 2")
+        self.ip("rtr", ["mptcp", "endpoint", "add", RTR_WAN2, "dev", "wan2",
+                        "subflow"])
+        self.ip("srv", "mptcp limits set subflow 2 add_addr_accepted 2")
+
+        # direct path: masquerade LAN traffic leaving on wan1
+        self.run("rtr", ["nft", "-f", "-"], input="""
+table inet testnat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan1" ip saddr 192.168.50.0/24 masquerade
+        oifname "wan1" ip6 saddr fd00:50::/64 masquerade
+    }
+}
+""")
+        self.wait_links_ready()
+        if self.want_httpd:
+            self.start_httpd()
+
+    def wait_links_ready(self, timeout=5.0):
+        """Wait until every interface that is up has its carrier processed.
+
+        A veth's carrier-up is handled by the kernel's linkwatch work, which
+        may run up to a second later; until then the device's operstate
+        stays "down" (/sys/class/net/DEV/operstate) and IPv6 neighbour
+        discovery through it fails (seen here: the first IPv6 connection
+        from lan took 1 s, a SYN retransmission). An rtnetlink query of a
+        link syncs its pending linkwatch event, so polling `ip link show`
+        in each namespace both waits and makes it happen at once."""
+        deadline = time.monotonic() + timeout
+        for r in ROLES:
+            while True:
+                out = self.run(r, ["ip", "-o", "link", "show", "up"]).stdout
+                pending = [ln.split(":")[1].strip() for ln in out.splitlines()
+                           if "LOOPBACK" not in ln and
+                           ("qdisc noop" in ln or "state UP" not in ln)]
+                if not pending:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("links not ready in %s: %s" % (
+                        self.ns[r], pending))
+                time.sleep(0.01)
+
+    def start_httpd(self):
+        """httpd.py in dst: HTTP 80, half-close 81, banner 25 (dual-stack)."""
+        pidfile = os.path.join(self.workdir, "httpd.pid")
+        self.httpd = self.spawn("dst", [PYTHON, HTTPD, "--pidfile", pidfile],
+                                "httpd")
+        for port in (HTTP_PORT, HALFCLOSE_PORT, BANNER_PORT):
+            self.wait_for_port("dst", "::", port, proc=self.httpd)
+        return self.httpd
+
+    def add_user(self, name):
+        """Record a system user so that cleanup removes it."""
+        self.users.append(name)
+        self.record.add("users", name)
+
+    def teardown(self):
+        if self._torn_down:
+            return
+        self._torn_down = True
+        errors = []
+        for d in reversed(self.daemons):
+            try:
+                d.stop(timeout=2.0)
+            except Exception as e:  # noqa: BLE001
+                errors.append("%r: %s" % (d, e))
+        for n in self.created_ns:
+            resources.destroy_netns(n)
+            if resources.netns_exists(n):
+                errors.append("netns %s still exists" % n)
+        self.reap()
+        for u in self.users:
+            resources.remove_user(u)
+            if resources.user_exists(u):
+                errors.append("user %s still exists" % u)
+        if self.record and not errors:
+            self.record.close()
+        if self.workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self in _live:
+            _live.remove(self)
+        if errors:
+            raise RuntimeError("teardown of %s: %s" % (self.tag, "; ".join(errors)))
