@@ -77,6 +77,10 @@ static void setup_free(struct ev_loop *loop, struct flow *f)
 	f->setup = NULL;
 }
 
+/* Failures come in floods (a server down, descriptors exhausted): below
+ * debug level, each reason is logged at most once a second. */
+static struct log_limit end_limits[FLOW_END__COUNT];
+
 void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 		const char *detail)
 {
@@ -84,17 +88,24 @@ void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 	char lan[ADDR_STRLEN], dst[ADDR_STRLEN];
 	enum log_level lvl = flow_ends[why].level;
 
-	if (log_enabled(lvl))
-		log_msg(lvl, "flow %s -> %s via %s%s: up %llu B, down %llu B, "
-			"%.3f s: %s%s%s",
-			addr_fmt(&f->lan, lan, sizeof(lan)),
-			addr_fmt(&f->dst, dst, sizeof(dst)),
-			f->server ? f->server->name : "-",
-			f->server ? (f->mptcp ? " (mptcp)" : " (tcp)") : "",
-			(unsigned long long)f->relay.dir[RELAY_LAN].bytes,
-			(unsigned long long)f->relay.dir[RELAY_UP].bytes,
-			ev_now(loop) - f->started, flow_ends[why].name,
-			detail ? ": " : "", detail ? detail : "");
+	if (log_enabled(lvl)) {
+		struct log_limit *lim = &end_limits[why];
+		if (log_enabled(LOG_LVL_DEBUG))
+			lim->interval_s = 0;
+		else if (!lim->interval_s)
+			lim->interval_s = 1.0;
+		log_limited(lim, ev_now(loop), lvl,
+			    "flow %s -> %s via %s%s: up %llu B, down %llu B, "
+			    "%.3f s: %s%s%s",
+			    addr_fmt(&f->lan, lan, sizeof(lan)),
+			    addr_fmt(&f->dst, dst, sizeof(dst)),
+			    f->up_fd >= 0 ? f->server->name : "-",
+			    f->up_fd < 0 ? "" : f->mptcp ? " (mptcp)" : " (tcp)",
+			    (unsigned long long)f->relay.dir[RELAY_LAN].bytes,
+			    (unsigned long long)f->relay.dir[RELAY_UP].bytes,
+			    ev_now(loop) - f->started, flow_ends[why].name,
+			    detail ? ": " : "", detail ? detail : "");
+	}
 	env->stats.ended[why]++;
 	ev_timer_stop(loop, &f->timer);
 	setup_free(loop, f);

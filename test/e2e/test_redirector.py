@@ -16,6 +16,7 @@ import time
 import pytest
 
 import clients
+import mpredir_daemon
 import topo as T
 
 MiB = 1 << 20
@@ -275,3 +276,53 @@ def test_check_option(topology, mpredir_bin, tmp_path):
     assert len(lines) == 2, lines
     assert lines[0].startswith("servers[0].port:")
     assert lines[1].startswith("relay.max_flows:")
+
+
+# ------------------------------------------------------------- descriptors
+HOLD_MANY = r"""
+import json, socket, sys
+dst, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ok, reset = [], 0
+for i in range(n):
+    s = socket.create_connection((dst, port), timeout=5)
+    try:
+        if s.recv(100).startswith(b"220"):
+            ok.append(s)
+            continue
+    except (ConnectionResetError, socket.timeout):
+        pass
+    reset += 1
+    s.close()
+echo = 0
+for s in ok:                  # the flows that got through still work
+    s.sendall(b"ping\n")
+    echo += s.recv(100) == b"ping\n"
+print(json.dumps({"ok": len(ok), "reset": reset, "echo": echo}))
+"""
+
+
+def test_descriptor_shortage(topology, socks, mpredir, tmp_path):
+    """With too few descriptors, new flows are reset at once, running flows
+    are untouched, and service is back as soon as descriptors free up."""
+    wrapper = tmp_path / "mpredir-nofile"
+    wrapper.write_text('#!/bin/sh\nexec prlimit --nofile=48:48 -- %s "$@"\n'
+                       % mpredir_daemon.binary_path())
+    wrapper.chmod(0o755)
+    m = mpredir(servers=[socks["dante-none"]], binary=str(wrapper),
+                level="info")
+    assert "descriptor limit 48 is below" in m.log()
+    t0 = time.monotonic()
+    r = topology.run("lan", [T.PYTHON, "-c", HOLD_MANY, T.DST4,
+                             str(T.BANNER_PORT), "40"], timeout=120)
+    res = __import__("json").loads(r.stdout)
+    assert res["ok"] >= 10 and res["reset"] >= 5, res
+    assert res["echo"] == res["ok"], res
+    log = m.log()
+    lines = [l for l in log.splitlines() if "descriptors" in l
+             or "resetting new connections" in l]
+    # logged, but at most once a second (per kind of message)
+    assert 1 <= len(lines) <= 2 * (time.monotonic() - t0 + 1), lines
+    # the held connections are closed now: service is back by itself, as
+    # soon as the daemon has seen them end
+    topology.wait_until(lambda: clients.fetch(
+        topology, "lan", clients.bytes_url(T.DST4, MiB)).ok(MiB), timeout=3)
