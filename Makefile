@@ -35,7 +35,7 @@ UNIT_DEPS_config := config log
 BUILD := build
 
 .PHONY: all clean install test test-unit test-e2e test-asan check deps demo \
-        bench asan
+        bench asan test-unit-asan test-e2e-asan test-valgrind
 all: redirector/mpredir
 
 # --- plain build --------------------------------------------------------
@@ -77,6 +77,11 @@ test-e2e-asan: $(BUILD)/asan/mpredir
 	MPREDIR_BIN=$(CURDIR)/$(BUILD)/asan/mpredir \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e
 
+# The e2e suite with the daemon under valgrind: any error or leak fails.
+test-valgrind: redirector/mpredir
+	MPREDIR_BIN=$(CURDIR)/test/tools/valgrind-mpredir \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e/test_redirector.py
+
 test: test-unit test-e2e
 test-asan: test-unit-asan test-e2e-asan
 
@@ -85,6 +90,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) test
 	$(MAKE) test-asan
+	$(MAKE) test-valgrind
 
 deps:
 	scripts/install-deps.sh

@@ -11,7 +11,7 @@ PACKAGES=(
 	libnftnl-dev
 	# end-to-end tests
 	dante-server microsocks mptcpize curl iperf3 nftables iptables iproute2
-	python3 python3-pytest procps passwd
+	python3 python3-pytest procps passwd util-linux valgrind
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,6 +10,7 @@ without user/password), to a real web server.
 """
 
 import os
+import re
 import signal
 import time
 
@@ -310,7 +311,8 @@ def test_descriptor_shortage(topology, socks, mpredir, tmp_path):
     wrapper.chmod(0o755)
     m = mpredir(servers=[socks["dante-none"]], binary=str(wrapper),
                 level="info")
-    assert "descriptor limit 48 is below" in m.log()
+    # (48, or less where a wrapper such as valgrind keeps some for itself)
+    assert re.search(r"descriptor limit \d+ is below", m.log())
     t0 = time.monotonic()
     r = topology.run("lan", [T.PYTHON, "-c", HOLD_MANY, T.DST4,
                              str(T.BANNER_PORT), "40"], timeout=120)
