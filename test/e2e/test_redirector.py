@@ -328,3 +328,41 @@ def test_descriptor_shortage(topology, socks, mpredir, tmp_path):
     # soon as the daemon has seen them end
     topology.wait_until(lambda: clients.fetch(
         topology, "lan", clients.bytes_url(T.DST4, MiB)).ok(MiB), timeout=3)
+
+
+# ------------------------------------------------------------- timeouts
+def test_silent_server_setup_timeout(topology, socks, mpredir):
+    """A server that accepts but never answers the greeting: the LAN client
+    is reset at handshake_timeout_ms."""
+    silent = topology.spawn("srv", [T.PYTHON, "-c", (
+        "import socket,time;l=socket.create_server(('%s',1099));"
+        "c=[l.accept() for _ in range(10)];time.sleep(60)" % T.SERVICE4)],
+        "silent-socks")
+    topology.wait_for_port("srv", T.SERVICE4, 1099, proc=silent)
+    m = mpredir(servers=[{"address": T.SERVICE4, "port": 1099}],
+                upstream={"connect_timeout_ms": 500,
+                          "handshake_timeout_ms": 1000})
+    r = expect_reset(topology, clients.bytes_url(T.DST4, 1000), within=3.0)
+    assert r.elapsed >= 0.9, r
+    assert "setup timeout: waiting for SOCKS reply" in m.log()
+    silent.stop()
+
+
+def test_black_holed_server_connect_timeout_fails_over(topology, socks,
+                                                       mpredir):
+    """SYNs to the first server are dropped: after connect_timeout_ms the
+    flow moves on to the second server and succeeds."""
+    topology.run("srv", "nft add table inet bh; nft add chain inet bh in "
+                 "'{ type filter hook input priority 0; }'; "
+                 "nft add rule inet bh in tcp dport 1099 drop")
+    try:
+        m = mpredir(servers=[{"address": T.SERVICE4, "port": 1099},
+                             socks["dante-none"].server_config()],
+                    upstream={"connect_timeout_ms": 300,
+                              "handshake_timeout_ms": 3000})
+        r = clients.fetch(topology, "lan", clients.bytes_url(T.DST4, 1000))
+        assert r.ok(1000), r
+        assert r.elapsed >= 0.25
+        assert "connect: timed out" in m.log()
+    finally:
+        topology.run("srv", "nft delete table inet bh")
