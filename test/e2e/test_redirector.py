@@ -285,7 +285,11 @@ import json, socket, sys
 dst, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ok, reset = [], 0
 for i in range(n):
-    s = socket.create_connection((dst, port), timeout=5)
+    try:                      # a reset may come before connect() returns
+        s = socket.create_connection((dst, port), timeout=5)
+    except (ConnectionResetError, ConnectionRefusedError):
+        reset += 1
+        continue
     try:
         if s.recv(100).startswith(b"220"):
             ok.append(s)

@@ -12,7 +12,9 @@ CLI: `mpredir -c FILE` (foreground, logs on stderr). Config JSON, e.g.
 import copy
 import json
 import os
+import re
 import signal
+import time
 
 import nftrules
 import topo as T
@@ -83,7 +85,10 @@ class Mpredir:
 
     @property
     def mark(self):
-        return self.config.get("upstream", {}).get("mark", DEFAULT_MARK)
+        """upstream.mark as an integer (the config may give it as a string,
+        "0x4d50" or "19792", as the daemon accepts)."""
+        return parse_mark(self.config.get("upstream", {}).get("mark",
+                                                              DEFAULT_MARK))
 
     @property
     def pid(self):
@@ -99,6 +104,18 @@ class Mpredir:
 
     def running(self):
         return self.daemon is not None and self.daemon.running()
+
+    def wait_log(self, pattern, timeout=5.0):
+        """Poll the log until regex `pattern` matches a line; return the
+        match, or None after timeout (e.g. a flow's end line, which is
+        written just after the client has seen its EOF)."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
 
     def server_addresses(self):
         return [s["address"] for s in self.config.get("servers", [])
@@ -180,6 +197,14 @@ class Mpredir:
     def restart(self, timeout=10.0):
         self.stop()
         return self.start(timeout)
+
+
+def parse_mark(v):
+    """A config mark (integer, or string in decimal or 0x-hexadecimal) ->
+    int."""
+    if isinstance(v, str):
+        return int(v, 16) if v[:2].lower() == "0x" else int(v, 10)
+    return int(v)
 
 
 def _is_ip(s):
