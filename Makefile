@@ -24,7 +24,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=all
 
 # Modules of the daemon (redirector/X.c). main.c holds main().
-MODULES := log config socks5 addr origdst upstream relay flow listener
+MODULES := log config socks5 addr origdst upstream pool relay flow listener
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.
@@ -35,7 +35,7 @@ UNIT_DEPS_config := config log
 BUILD := build
 
 .PHONY: all clean install test test-unit test-e2e test-asan check deps demo \
-        bench asan test-unit-asan test-e2e-asan test-valgrind
+        bench asan test-unit-asan test-e2e-asan test-valgrind tools
 all: redirector/mpredir
 
 # --- plain build --------------------------------------------------------
@@ -54,6 +54,15 @@ asan: $(BUILD)/asan/mpredir
 $(BUILD)/plain $(BUILD)/asan:
 	mkdir -p $@
 
+# --- test tools (not part of `all`) ---------------------------------------
+# delayemu: delay/loss emulator on NFQUEUE (test/lib/delay.py drives it).
+MNL_LIBS := $(shell $(PKG_CONFIG) --libs libmnl)
+tools: test/tools/delayemu
+test/tools/delayemu: test/tools/delayemu.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(MNL_LIBS) -lm
+$(BUILD)/asan/delayemu: test/tools/delayemu.c | $(BUILD)/asan
+	$(CC) $(CPPFLAGS) -O1 -g $(SAN_FLAGS) $(WARN) -o $@ $< $(MNL_LIBS) -lm
+
 # --- unit tests (no root) -----------------------------------------------
 define unit_rules
 $(BUILD)/plain/test_$(1): test/unit/test_$(1).c test/unit/check.h $(UNIT_DEPS_$(1):%=$(BUILD)/plain/%.o)
@@ -70,11 +79,12 @@ test-unit-asan: $(UNITS:%=$(BUILD)/asan/test_%)
 	@set -e; for t in $^; do echo "== $$t (asan)"; ./$$t; done
 
 # --- end-to-end tests (root: network namespaces) ------------------------
-test-e2e: redirector/mpredir
+test-e2e: redirector/mpredir tools
 	$(PYTHON) -m pytest -q -p no:cacheprovider test/e2e
 
-test-e2e-asan: $(BUILD)/asan/mpredir
+test-e2e-asan: $(BUILD)/asan/mpredir $(BUILD)/asan/delayemu
 	MPREDIR_BIN=$(CURDIR)/$(BUILD)/asan/mpredir \
+	DELAYEMU_BIN=$(CURDIR)/$(BUILD)/asan/delayemu \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e
 
 # The e2e suite with the daemon under valgrind: any error or leak fails.
@@ -98,11 +108,11 @@ deps:
 demo: deps all
 	$(PYTHON) scripts/demo.py
 
-bench: deps all
+bench: deps all tools
 	$(PYTHON) test/bench/bench.py
 
 install: redirector/mpredir
 	install -D -m 0755 redirector/mpredir $(DESTDIR)$(PREFIX)/sbin/mpredir
 
 clean:
-	rm -rf $(BUILD) redirector/mpredir
+	rm -rf $(BUILD) redirector/mpredir test/tools/delayemu

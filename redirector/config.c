@@ -388,7 +388,7 @@ static const struct key_def listen_keys[] = {
 /* servers[i]: the server being built and which keys it had. */
 struct server_slot {
 	struct config_server *srv;
-	bool address, port, username, password;
+	bool address, port, username, password, pipeline;
 };
 
 static void k_server_address(struct ctx *c, const char *path,
@@ -450,11 +450,57 @@ static void k_server_password(struct ctx *c, const char *path,
 	credential(c, path, v, &sl->srv->password);
 }
 
+static const char *const mode_names[] = {
+	[CONFIG_AUTO] = "auto", [CONFIG_ON] = "on", [CONFIG_OFF] = "off",
+};
+
+const char *config_mode_name(enum config_mode m)
+{
+	return mode_names[m];
+}
+
+/* "auto", "on", "off", or a boolean for on/off. */
+static bool get_mode(struct ctx *c, const char *path, struct json_object *v,
+		     enum config_mode *out)
+{
+	if (json_object_is_type(v, json_type_boolean)) {
+		*out = json_object_get_boolean(v) ? CONFIG_ON : CONFIG_OFF;
+		return true;
+	}
+	const char *str;
+	size_t len;
+	if (json_object_is_type(v, json_type_string) &&
+	    get_str(c, path, v, &str, &len)) {
+		for (size_t i = 0; i < sizeof(mode_names) / sizeof(*mode_names); i++)
+			if (strcmp(str, mode_names[i]) == 0) {
+				*out = (enum config_mode)i;
+				return true;
+			}
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not one of \"auto\", \"on\", \"off\"",
+			sh);
+		shown_free(sh);
+		return false;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		add_err(c, path, "expected \"auto\", \"on\", \"off\" or a "
+			"boolean, got %s", type_name(v));
+	return false;
+}
+
+static void k_server_pipeline(struct ctx *c, const char *path,
+			      struct json_object *v, struct config *cfg, void *arg)
+{
+	struct server_slot *sl = arg;
+	sl->pipeline = get_mode(c, path, v, &sl->srv->pipeline);
+}
+
 static const struct key_def server_keys[] = {
 	{ "address", k_server_address },
 	{ "port", k_server_port },
 	{ "username", k_server_username },
 	{ "password", k_server_password },
+	{ "pipeline", k_server_pipeline },
 	{ NULL, NULL },
 };
 
@@ -475,6 +521,7 @@ static void server(struct ctx *c, const char *path, struct json_object *v,
 	if (!is_object(c, path, v))
 		return;
 	walk(c, path, v, server_keys, cfg, &sl);
+	out->pipeline_set = sl.pipeline;
 	if (!sl.address)
 		server_err(c, path, "address", "required");
 	if (!sl.port)
@@ -601,12 +648,96 @@ static void k_backoff(struct ctx *c, const char *path, struct json_object *v,
 	get_uint(c, path, v, 1, 3600, &cfg->server_backoff_s);
 }
 
+static void k_pipeline(struct ctx *c, const char *path, struct json_object *v,
+		       struct config *cfg, void *arg)
+{
+	get_mode(c, path, v, &cfg->pipeline);
+}
+
+static void k_fast_open(struct ctx *c, const char *path, struct json_object *v,
+			struct config *cfg, void *arg)
+{
+	get_mode(c, path, v, &cfg->fast_open);
+}
+
+static void k_first_data_wait(struct ctx *c, const char *path,
+			      struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 0, 1000, &cfg->first_data_wait_ms);
+}
+
+static void k_server_first_ports(struct ctx *c, const char *path,
+				 struct json_object *v, struct config *cfg,
+				 void *arg)
+{
+	if (!json_object_is_type(v, json_type_array)) {
+		add_err(c, path, "expected an array of ports, got %s",
+			type_name(v));
+		return;
+	}
+	size_t n = json_object_array_length(v);
+	if (n > CONFIG_MAX_SERVER_FIRST_PORTS) {
+		add_err(c, path, "%zu ports, at most %d are allowed", n,
+			CONFIG_MAX_SERVER_FIRST_PORTS);
+		return;
+	}
+	cfg->n_server_first_ports = 0;
+	for (size_t i = 0; i < n; i++) {
+		char *p = path_index(path, i);
+		if (!p) {
+			add_err(c, path, "out of memory");
+			return;
+		}
+		uint16_t port;
+		if (get_port(c, p, json_object_array_get_idx(v, i), &port))
+			cfg->server_first_ports[cfg->n_server_first_ports++] = port;
+		free(p);
+	}
+}
+
+static void k_pool_size(struct ctx *c, const char *path, struct json_object *v,
+			struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 0, 64, &cfg->pool_size);
+}
+
+static void k_pool_lifetime(struct ctx *c, const char *path,
+			    struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 1, 3600, &cfg->pool_lifetime_s);
+}
+
+static void k_pool_keep_warm(struct ctx *c, const char *path,
+			     struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 0, 86400, &cfg->pool_keep_warm_s);
+}
+
+static const struct key_def pool_keys[] = {
+	{ "size", k_pool_size },
+	{ "lifetime_s", k_pool_lifetime },
+	{ "keep_warm_s", k_pool_keep_warm },
+	{ NULL, NULL },
+};
+
+static void k_pool(struct ctx *c, const char *path, struct json_object *v,
+		   struct config *cfg, void *arg)
+{
+	if (is_object(c, path, v))
+		walk(c, path, v, pool_keys, cfg, NULL);
+}
+
 static const struct key_def upstream_keys[] = {
 	{ "mptcp", k_mptcp },
 	{ "mark", k_mark },
 	{ "connect_timeout_ms", k_connect_timeout },
 	{ "handshake_timeout_ms", k_handshake_timeout },
 	{ "server_backoff_s", k_backoff },
+	{ "pipeline", k_pipeline },
+	{ "fast_open", k_fast_open },
+	{ "first_data_wait_ms", k_first_data_wait },
+	{ "server_first_ports", k_server_first_ports },
+	{ "pool", k_pool },
 	{ NULL, NULL },
 };
 
@@ -893,6 +1024,18 @@ static void config_defaults(struct config *cfg)
 	cfg->connect_timeout_ms = 5000;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->server_backoff_s = 30;
+	cfg->pipeline = CONFIG_AUTO;
+	cfg->fast_open = CONFIG_AUTO;
+	cfg->first_data_wait_ms = 5;
+	/* Protocols whose server speaks first: FTP, telnet, SMTP, POP3, IMAP,
+	 * submission, MySQL, VNC. */
+	static const uint16_t server_first[] = { 21, 23, 25, 110, 143, 587,
+						 3306, 5900 };
+	memcpy(cfg->server_first_ports, server_first, sizeof(server_first));
+	cfg->n_server_first_ports = sizeof(server_first) / sizeof(*server_first);
+	cfg->pool_size = 2;
+	cfg->pool_lifetime_s = 20;
+	cfg->pool_keep_warm_s = 300;
 	cfg->idle_timeout_s = 3600;
 	cfg->half_close_timeout_s = 120;
 	cfg->max_flows = 4096;
@@ -977,6 +1120,9 @@ static struct config *parse(struct ctx *c, const char *text, size_t len)
 	if (!cfg->listen_address)
 		keep(c, "listen.address", &cfg->listen_address,
 		     CONFIG_DEFAULT_LISTEN_ADDRESS);
+	for (size_t i = 0; i < cfg->n_servers; i++)
+		if (!cfg->servers[i].pipeline_set)
+			cfg->servers[i].pipeline = cfg->pipeline;
 	json_object_put(root);
 	if (c->n_errors) {
 		config_free(cfg);
@@ -1045,6 +1191,14 @@ out:
 	finish_errors(&c);
 	shown_free(name);
 	return cfg;
+}
+
+bool config_server_first_port(const struct config *cfg, uint16_t port)
+{
+	for (size_t i = 0; i < cfg->n_server_first_ports; i++)
+		if (cfg->server_first_ports[i] == port)
+			return true;
+	return false;
 }
 
 void config_free(struct config *cfg)

@@ -16,12 +16,19 @@
 #define CONFIG_DEFAULT_LISTEN_PORT 1088
 #define CONFIG_DEFAULT_MARK 0x4d50u /* "MP" */
 
+/* "auto" / "on" / "off" settings (booleans are accepted for on/off). */
+enum config_mode { CONFIG_AUTO, CONFIG_ON, CONFIG_OFF };
+
 struct config_server {
 	char *address;   /* IP literal or host name, as written */
 	uint16_t port;
 	char *username;  /* NULL when absent; set iff password is set */
 	char *password;
+	enum config_mode pipeline; /* this server's, else upstream.pipeline */
+	bool pipeline_set;         /* given for this server */
 };
+
+#define CONFIG_MAX_SERVER_FIRST_PORTS 64
 
 struct config {
 	/* listen */
@@ -36,6 +43,14 @@ struct config {
 	unsigned connect_timeout_ms;   /* one TCP/MPTCP connect, default 5000 */
 	unsigned handshake_timeout_ms; /* accept -> CONNECT reply, default 10000 */
 	unsigned server_backoff_s;     /* skip a failing server this long, default 30 */
+	enum config_mode pipeline;     /* SOCKS messages + first bytes in one write */
+	enum config_mode fast_open;    /* auto: only on plain TCP sockets */
+	unsigned first_data_wait_ms;   /* wait for the client's first bytes, default 5 */
+	uint16_t server_first_ports[CONFIG_MAX_SERVER_FIRST_PORTS]; /* no wait */
+	size_t n_server_first_ports;
+	unsigned pool_size;            /* warm connections per server, default 2 */
+	unsigned pool_lifetime_s;      /* recycle a warm connection after, default 20 */
+	unsigned pool_keep_warm_s;     /* refill only if used within, default 300 */
 	/* relay */
 	unsigned idle_timeout_s;       /* no byte either way, default 3600 */
 	unsigned half_close_timeout_s; /* idle after one side ended, default 120 */
@@ -57,6 +72,10 @@ struct config_errors {
 struct config *config_parse_string(const char *json, struct config_errors *errs);
 struct config *config_load_file(const char *path, struct config_errors *errs);
 void config_free(struct config *cfg);
+
+/* True when `port` is one of upstream.server_first_ports. */
+bool config_server_first_port(const struct config *cfg, uint16_t port);
+const char *config_mode_name(enum config_mode m);
 void config_errors_free(struct config_errors *errs);
 
 #endif

@@ -8,23 +8,49 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "origdst.h"
+#include "pool.h"
 #include "socks5.h"
+
+/* The client's first bytes that may ride with the SOCKS messages: enough
+ * for a TLS ClientHello or an HTTP request; the rest follows in the relay. */
+#define FLOW_FIRST_MAX 4096
+
+/* Auto pipelining: after the method reply, how long the next reply may take
+ * before the server is taken for one that dropped the rest of our write.
+ * An auth reply needs no destination: it comes at once; a CONNECT reply
+ * waits for the server's own connect. Plus twice the measured round trip. */
+#define PIPE_AUTH_BOUND_S 0.25
+#define PIPE_CONNECT_BOUND_S 1.0
 
 /* State that only lives until the SOCKS handshake is over. */
 struct flow_setup {
 	ev_io io;                 /* the upstream socket */
+	ev_io lan_io;             /* LAN readable: the client's first bytes */
 	struct socks5_parser parser;
 	size_t server_pos;        /* where upstream_next() goes on */
 	double deadline;          /* whole setup: handshake_timeout_ms */
-	double attempt_deadline;  /* current connect: connect_timeout_ms */
+	double attempt_deadline;  /* current connect; 0 once connected */
+	double first_deadline;    /* stop waiting for the first bytes */
+	double reply_deadline;    /* auto pipelining check; 0 = none */
+	double sent_at;           /* when the opening write went out */
 	char last_error[384];     /* why the last server attempt failed */
+	bool want_first;          /* still waiting for the client's first bytes */
+	bool pipeline;            /* this attempt: one write, first bytes in it */
+	bool pooled;              /* this attempt: warm connection, CONNECT only */
+	bool probing;             /* auto: watch whether the server drops bytes */
+	bool fast_open;           /* this attempt: TCP Fast Open */
+	bool opened;              /* the opening write is queued */
+	bool pool_failed;         /* a warm connection died under this flow */
 	bool connect_sent;        /* past this, no other server is tried */
-	uint16_t out_off, out_len;
+	uint16_t out_off, out_len; /* out_off counts first[] too when pipelined */
+	uint16_t first_len;
 	uint8_t out[SOCKS5_GREETING_MAX + SOCKS5_AUTH_MAX + SOCKS5_CONNECT_MAX];
+	uint8_t first[FLOW_FIRST_MAX];
 };
 
 static const struct {
@@ -73,6 +99,7 @@ static void setup_free(struct ev_loop *loop, struct flow *f)
 	if (!f->setup)
 		return;
 	ev_io_stop(loop, &f->setup->io);
+	ev_io_stop(loop, &f->setup->lan_io);
 	free(f->setup);
 	f->setup = NULL;
 }
@@ -182,13 +209,20 @@ static void on_relay(struct ev_loop *loop, struct relay *r,
 	}
 }
 
+/* The CONNECT succeeded: `rest` is what the server sent after its reply.
+ * The client's first bytes, unless they went with the handshake, go up
+ * first. */
 static void start_relay(struct ev_loop *loop, struct flow *f,
 			const uint8_t *rest, size_t rest_len)
 {
+	struct flow_setup *s = f->setup;
+	int rc = relay_start(loop, &f->relay, f->lan_fd, f->up_fd, on_relay,
+			     s->first, s->pipeline ? 0 : s->first_len, rest,
+			     rest_len);
+
 	setup_free(loop, f);
 	f->state = FLOW_RELAYING;
-	if (relay_start(loop, &f->relay, f->lan_fd, f->up_fd, on_relay, NULL, 0,
-			rest, rest_len) < 0) {
+	if (rc < 0) {
 		flow_close(loop, f, FLOW_END_NOMEM, "relay buffer");
 		return;
 	}
@@ -197,16 +231,45 @@ static void start_relay(struct ev_loop *loop, struct flow *f,
 	arm_idle(loop, f);
 }
 
-/* ---- setup: connect, SOCKS ---------------------------------------------- */
+/* ---- setup ---------------------------------------------------------------
+ *
+ * Per server attempt, one of:
+ *   pooled:    a warm connection (negotiated, authenticated): CONNECT, plus
+ *              the first bytes if the server is known to take them;
+ *   pipelined: greeting [+ auth] + CONNECT + first bytes in one write,
+ *              in the SYN with Fast Open;
+ *   step:      greeting, then auth, then CONNECT, each after its reply.
+ * The client's first bytes are awaited at most first_data_wait_ms (not for
+ * server-speaks-first ports), in parallel with the connect; a pipelined
+ * write waits for them, a Fast Open connect too (they go in its SYN). */
 
 static void try_next_server(struct ev_loop *loop, struct flow *f);
+static void open_handshake(struct ev_loop *loop, struct flow *f);
+static void start_connect(struct ev_loop *loop, struct flow *f);
 
 static const struct config_server *server_cfg(const struct flow *f)
 {
 	return f->server->cfg;
 }
 
-/* Queue one SOCKS message behind what is already queued. */
+/* The flow's timer fires at the earliest setup deadline in force. */
+static void arm_setup_timer(struct ev_loop *loop, struct flow *f)
+{
+	struct flow_setup *s = f->setup;
+	double at = s->deadline;
+
+	if (s->attempt_deadline && s->attempt_deadline < at)
+		at = s->attempt_deadline;
+	if (s->want_first && s->first_deadline < at)
+		at = s->first_deadline;
+	if (s->reply_deadline && s->reply_deadline < at)
+		at = s->reply_deadline;
+	ev_timer_stop(loop, &f->timer);
+	ev_timer_set(&f->timer, at > ev_now(loop) ? at - ev_now(loop) : 0, 0);
+	ev_timer_start(loop, &f->timer);
+}
+
+/* Append one SOCKS message built by fn into the output queue. */
 static bool queue(struct flow_setup *s, ssize_t n)
 {
 	if (n < 0)
@@ -214,40 +277,47 @@ static bool queue(struct flow_setup *s, ssize_t n)
 	s->out_len += n;
 	return true;
 }
-
-static uint8_t *queue_tail(struct flow_setup *s, size_t *cap)
-{
-	*cap = sizeof(s->out) - s->out_len;
-	return s->out + s->out_len;
-}
+#define QUEUE(s, build, ...) \
+	queue((s), build((s)->out + (s)->out_len, \
+			 sizeof((s)->out) - (s)->out_len, __VA_ARGS__))
 
 static bool queue_greeting(struct flow *f)
 {
-	struct flow_setup *s = f->setup;
 	bool auth = server_cfg(f)->username != NULL;
-	size_t cap;
-	uint8_t *p = queue_tail(s, &cap);
 
-	socks5_parser_init(&s->parser, !auth, auth);
-	return queue(s, socks5_build_greeting(p, cap, !auth, auth));
+	socks5_parser_init(&f->setup->parser, !auth, auth);
+	return QUEUE(f->setup, socks5_build_greeting, !auth, auth);
 }
 
 static bool queue_auth(struct flow *f)
 {
-	size_t cap;
-	uint8_t *p = queue_tail(f->setup, &cap);
-
-	return queue(f->setup, socks5_build_auth(p, cap, server_cfg(f)->username,
-						 server_cfg(f)->password));
+	return QUEUE(f->setup, socks5_build_auth, server_cfg(f)->username,
+		     server_cfg(f)->password);
 }
 
 static bool queue_connect(struct flow *f)
 {
-	size_t cap;
-	uint8_t *p = queue_tail(f->setup, &cap);
-
 	f->setup->connect_sent = true;
-	return queue(f->setup, socks5_build_connect(p, cap, &f->dst.sa));
+	return QUEUE(f->setup, socks5_build_connect, &f->dst.sa);
+}
+
+static void watch_upstream(struct ev_loop *loop, struct flow *f, int events)
+{
+	ev_io *io = &f->setup->io;
+
+	if (ev_is_active(io) && (io->events & (EV_READ | EV_WRITE)) == events)
+		return;
+	ev_io_stop(loop, io);
+	ev_io_set(io, f->up_fd, events);
+	ev_io_start(loop, io);
+}
+
+/* Drop this attempt's upstream socket. */
+static void drop_upstream(struct ev_loop *loop, struct flow *f)
+{
+	ev_io_stop(loop, &f->setup->io);
+	close_rst(f->up_fd);
+	f->up_fd = -1;
 }
 
 /* This server attempt failed: count it, and try the next server unless the
@@ -266,36 +336,65 @@ static void attempt_failed(struct ev_loop *loop, struct flow *f,
 	vsnprintf(s->last_error + n, sizeof(s->last_error) - n, fmt, ap);
 	va_end(ap);
 
+	/* A warm connection that died under us before any reply: the server
+	 * never acted on the CONNECT; try again on a fresh connection. */
+	if (s->pooled && s->parser.have == 0 &&
+	    s->parser.stage == SOCKS5_STAGE_CONNECT) {
+		log_debug("flow via warm connection: %s; retrying fresh",
+			  s->last_error);
+		drop_upstream(loop, f);
+		s->server_pos--; /* the same server again */
+		s->pool_failed = true;
+		try_next_server(loop, f);
+		return;
+	}
 	if (s->connect_sent) {
 		flow_close(loop, f, why, s->last_error);
 		return;
 	}
 	log_debug("flow to server %s", s->last_error);
 	upstream_report(f->ups, f->server, false, ev_now(loop));
-	ev_io_stop(loop, &s->io);
-	close_rst(f->up_fd);
-	f->up_fd = -1;
+	drop_upstream(loop, f);
 	try_next_server(loop, f);
 }
 
-static void set_timer(struct ev_loop *loop, struct flow *f, double at)
+/* The server answered the method but not the rest of a pipelined write in
+ * time: it dropped it. Same server again, step by step; the client's first
+ * bytes are still here and go up once the CONNECT is answered. */
+static void pipeline_dropped(struct ev_loop *loop, struct flow *f)
 {
-	ev_timer_stop(loop, &f->timer);
-	ev_timer_set(&f->timer, at - ev_now(loop) > 0 ? at - ev_now(loop) : 0, 0);
-	ev_timer_start(loop, &f->timer);
+	struct flow_setup *s = f->setup;
+
+	upstream_pipelining_learned(f->server, false, ev_now(loop));
+	drop_upstream(loop, f);
+	s->server_pos--;
+	try_next_server(loop, f);
 }
 
 static void send_queued(struct ev_loop *loop, struct flow *f)
 {
 	struct flow_setup *s = f->setup;
+	size_t first = s->pipeline ? s->first_len : 0;
+	size_t total = s->out_len + first;
 
-	while (s->out_off < s->out_len) {
-		ssize_t n = send(f->up_fd, s->out + s->out_off,
-				 s->out_len - s->out_off, MSG_NOSIGNAL);
+	while (s->out_off < total) {
+		struct iovec iov[2];
+		int n_iov = 0;
+		if (s->out_off < s->out_len)
+			iov[n_iov++] = (struct iovec){ s->out + s->out_off,
+						       s->out_len - s->out_off };
+		size_t f_off = s->out_off > s->out_len ? s->out_off - s->out_len : 0;
+		if (first > f_off)
+			iov[n_iov++] = (struct iovec){ s->first + f_off,
+						       first - f_off };
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = n_iov };
+		ssize_t n = sendmsg(f->up_fd, &msg, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			/* EINPROGRESS: a Fast Open SYN that took no data yet */
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINPROGRESS)
 				break;
 			attempt_failed(loop, f, FLOW_END_UP_RESET, "send: %s",
 				       strerror(errno));
@@ -303,40 +402,91 @@ static void send_queued(struct ev_loop *loop, struct flow *f)
 		}
 		s->out_off += n;
 	}
-	if (s->out_off == s->out_len)
-		s->out_off = s->out_len = 0;
-	ev_io_stop(loop, &s->io);
-	ev_io_set(&s->io, f->up_fd, s->out_len ? EV_READ | EV_WRITE : EV_READ);
-	ev_io_start(loop, &s->io);
+	if (s->out_off == total && !s->pipeline)
+		s->out_off = s->out_len = 0; /* step: the next message starts anew */
+	watch_upstream(loop, f, s->out_off < total ? EV_READ | EV_WRITE
+						   : EV_READ);
 }
 
-/* Handle parsed SOCKS events; returns false once the flow is gone or has
- * moved on. */
+/* The connection is up (or warm) and, for a pipelined write, the first
+ * bytes are in or will not come: send the opening messages. */
+static void open_handshake(struct ev_loop *loop, struct flow *f)
+{
+	struct flow_setup *s = f->setup;
+	bool ok;
+
+	if (s->opened || f->state != FLOW_SOCKS || (s->pipeline && s->want_first))
+		return;
+	s->opened = true;
+	s->out_off = s->out_len = 0;
+	if (s->pooled) {
+		socks5_parser_init_connect(&s->parser);
+		ok = queue_connect(f);
+	} else {
+		ok = queue_greeting(f);
+		if (ok && s->pipeline) {
+			if (server_cfg(f)->username)
+				ok = queue_auth(f);
+			ok = ok && queue_connect(f);
+		}
+	}
+	if (!ok) {
+		flow_close(loop, f, FLOW_END_NOMEM, "SOCKS message");
+		return;
+	}
+	s->sent_at = ev_now(loop);
+	send_queued(loop, f);
+}
+
+/* Handle one parsed SOCKS event; false once the flow is gone or has moved
+ * on to another attempt. */
 static bool socks_event(struct ev_loop *loop, struct flow *f,
 			enum socks5_event ev)
 {
 	struct flow_setup *s = f->setup;
+	double now = ev_now(loop);
 	char why[160];
 
 	switch (ev) {
 	case SOCKS5_EV_NEED_MORE:
 		return true;
 	case SOCKS5_EV_METHOD:
+		if (s->probing) {
+			s->reply_deadline = now + 2 * (now - s->sent_at) +
+				(s->parser.method == SOCKS5_METHOD_USERPASS
+					 ? PIPE_AUTH_BOUND_S
+					 : PIPE_CONNECT_BOUND_S);
+			arm_setup_timer(loop, f);
+		}
+		if (s->pipeline)
+			return true;
 		if (!(s->parser.method == SOCKS5_METHOD_USERPASS ? queue_auth(f)
 								 : queue_connect(f)))
 			goto nomem;
 		return true;
 	case SOCKS5_EV_AUTH_OK:
+		if (s->probing) {
+			s->reply_deadline = now + 2 * (now - s->sent_at) +
+					    PIPE_CONNECT_BOUND_S;
+			arm_setup_timer(loop, f);
+		}
+		if (s->pipeline)
+			return true;
 		if (!queue_connect(f))
 			goto nomem;
 		return true;
 	case SOCKS5_EV_CONNECTED:
-		upstream_report(f->ups, f->server, true, ev_now(loop));
-		return true;
 	case SOCKS5_EV_ERR_REPLY:
-		upstream_report(f->ups, f->server, true, ev_now(loop));
-		flow_close(loop, f, FLOW_END_REFUSED,
-			   socks5_strerror(&s->parser, ev, why, sizeof(why)));
+		/* An answer to the CONNECT: the server took the whole write. */
+		if (s->probing)
+			upstream_pipelining_learned(f->server, true, now);
+		upstream_report(f->ups, f->server, true, now);
+		if (ev == SOCKS5_EV_CONNECTED)
+			return true;
+		const char *name = socks5_reply_name(s->parser.reply);
+		snprintf(why, sizeof(why), "%s (0x%02x)", name ? name : "unknown reply",
+			 s->parser.reply);
+		flow_close(loop, f, FLOW_END_REFUSED, why);
 		return false;
 	default:
 		attempt_failed(loop, f, FLOW_END_PROTOCOL, "%s",
@@ -397,12 +547,10 @@ static void on_connected(struct ev_loop *loop, struct flow *f)
 		return;
 	}
 	f->state = FLOW_SOCKS;
-	set_timer(loop, f, s->deadline);
-	if (!queue_greeting(f)) {
-		flow_close(loop, f, FLOW_END_NOMEM, "SOCKS greeting");
-		return;
-	}
-	send_queued(loop, f);
+	s->attempt_deadline = 0;
+	ev_io_stop(loop, &s->io);
+	arm_setup_timer(loop, f);
+	open_handshake(loop, f);
 }
 
 static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -421,27 +569,46 @@ static void on_upstream_io(struct ev_loop *loop, ev_io *w, int revents)
 		send_queued(loop, f);
 }
 
-static void try_next_server(struct ev_loop *loop, struct flow *f)
+/* The first bytes are in, or will not come: stop waiting for them. */
+static void first_done(struct ev_loop *loop, struct flow *f)
 {
 	struct flow_setup *s = f->setup;
-	const struct config *cfg = f->ups->cfg;
-	double now = ev_now(loop);
 
-	for (;;) {
-		f->server = upstream_next(f->ups, &s->server_pos, now);
-		if (!f->server) {
-			f->server = NULL;
-			flow_close(loop, f, FLOW_END_NO_SERVER,
-				   s->last_error[0] ? s->last_error
-						    : "all servers backing off");
+	s->want_first = false;
+	ev_io_stop(loop, &s->lan_io);
+	if (f->state == FLOW_WAIT_DATA) {
+		start_connect(loop, f);
+		return;
+	}
+	arm_setup_timer(loop, f);
+	open_handshake(loop, f);
+}
+
+static void on_lan_first(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct flow *f = w->data;
+	struct flow_setup *s = f->setup;
+
+	ssize_t n = recv(f->lan_fd, s->first, sizeof(s->first), 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
-		}
-		const char *what;
-		int fd = upstream_connect(f->ups, f->server, &f->mptcp, &what);
-		if (fd >= 0) {
-			f->up_fd = fd;
-			break;
-		}
+		flow_close(loop, f, FLOW_END_LAN_RESET, strerror(errno));
+		return;
+	}
+	/* n == 0: the client sent FIN at once; the relay will see it too. */
+	s->first_len = n;
+	first_done(loop, f);
+}
+
+static void start_connect(struct ev_loop *loop, struct flow *f)
+{
+	struct flow_setup *s = f->setup;
+	const char *what;
+
+	int fd = upstream_connect(f->ups, f->server, s->fast_open, &f->mptcp,
+				  &what);
+	if (fd < 0) {
 		if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
 		    fd == -ENOMEM) {
 			flow_close(loop, f, FLOW_END_NOMEM, strerror(-fd));
@@ -449,18 +616,62 @@ static void try_next_server(struct ev_loop *loop, struct flow *f)
 		}
 		snprintf(s->last_error, sizeof(s->last_error), "%s: %s: %s",
 			 f->server->name, what, strerror(-fd));
-		upstream_report(f->ups, f->server, false, now);
+		upstream_report(f->ups, f->server, false, ev_now(loop));
+		try_next_server(loop, f);
+		return;
+	}
+	f->up_fd = fd;
+	f->state = FLOW_CONNECTING;
+	s->attempt_deadline = ev_now(loop) +
+			      f->ups->cfg->connect_timeout_ms / 1000.0;
+	watch_upstream(loop, f, EV_WRITE);
+	arm_setup_timer(loop, f);
+}
+
+static void try_next_server(struct ev_loop *loop, struct flow *f)
+{
+	struct flow_setup *s = f->setup;
+	double now = ev_now(loop);
+
+	f->server = upstream_next(f->ups, &s->server_pos, now);
+	if (!f->server) {
+		flow_close(loop, f, FLOW_END_NO_SERVER,
+			   s->last_error[0] ? s->last_error
+					    : "all servers backing off");
+		return;
 	}
 	f->server->flows++;
-	f->state = FLOW_CONNECTING;
-	s->connect_sent = false;
-	s->out_off = s->out_len = 0;
-	ev_io_init(&s->io, on_upstream_io, f->up_fd, EV_WRITE);
-	s->io.data = f;
-	ev_io_start(loop, &s->io);
-	s->attempt_deadline = now + cfg->connect_timeout_ms / 1000.0;
-	set_timer(loop, f, s->attempt_deadline < s->deadline ? s->attempt_deadline
-							      : s->deadline);
+	s->opened = s->connect_sent = false;
+	s->reply_deadline = s->attempt_deadline = 0;
+	s->pipeline = upstream_pipeline(f->server, now);
+	s->probing = s->pipeline && f->server->cfg->pipeline == CONFIG_AUTO &&
+		     f->server->pipelining == UPSTREAM_PIPE_UNKNOWN;
+	/* A warm connection, unless this flow has to find out whether the
+	 * server takes a pipelined write (only a fresh one can tell). */
+	struct pool *pool = f->server->pool;
+	if (pool && !s->probing && !s->pool_failed) {
+		int fd = pool_take(pool, &f->mptcp);
+		if (fd >= 0) {
+			f->up_fd = fd;
+			s->pooled = true;
+			s->pipeline = upstream_pipeline_proven(f->server);
+			f->state = FLOW_SOCKS;
+			arm_setup_timer(loop, f);
+			open_handshake(loop, f);
+			return;
+		}
+	} else if (pool) {
+		pool_note_use(pool);
+	}
+	s->pooled = false;
+	s->fast_open = upstream_fast_open(f->ups);
+	if (s->fast_open && s->pipeline && s->want_first) {
+		/* The SYN will carry everything: connect once the bytes are in. */
+		f->state = FLOW_WAIT_DATA;
+		arm_setup_timer(loop, f);
+		return;
+	}
+	start_connect(loop, f);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -478,13 +689,31 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (now >= s->deadline) {
 		if (f->state == FLOW_CONNECTING)
 			upstream_report(f->ups, f->server, false, now);
+		/* A server we believed to take pipelined writes answered
+		 * part of one and then nothing: check it again. */
+		if (s->pipeline && !s->probing &&
+		    s->parser.stage > SOCKS5_STAGE_METHOD &&
+		    f->server->pipelining == UPSTREAM_PIPE_YES)
+			f->server->pipelining = UPSTREAM_PIPE_UNKNOWN;
 		flow_close(loop, f, FLOW_END_SETUP_TIMEOUT,
 			   f->state == FLOW_CONNECTING ? "connecting to server"
-						       : "waiting for SOCKS reply");
+			   : f->state == FLOW_WAIT_DATA ? "waiting for data"
+						      : "waiting for SOCKS reply");
 		return;
 	}
-	if (f->state == FLOW_CONNECTING)
+	if (s->reply_deadline && now >= s->reply_deadline) {
+		pipeline_dropped(loop, f);
+		return;
+	}
+	if (f->state == FLOW_CONNECTING && now >= s->attempt_deadline) {
 		attempt_failed(loop, f, FLOW_END_NO_SERVER, "connect: timed out");
+		return;
+	}
+	if (s->want_first && now >= s->first_deadline) {
+		first_done(loop, f);
+		return;
+	}
+	arm_setup_timer(loop, f);
 }
 
 /* ---- accept ------------------------------------------------------------- */
@@ -553,7 +782,17 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 	env->flows = f;
 	env->nflows++;
 	ev_init(&f->timer, on_timer);
+	ev_init(&s->io, on_upstream_io);
+	s->io.data = f;
 	s->deadline = f->started + cfg->handshake_timeout_ms / 1000.0;
+	s->want_first = cfg->first_data_wait_ms > 0 &&
+			!config_server_first_port(cfg, addr_port(&dst));
+	if (s->want_first) {
+		s->first_deadline = f->started + cfg->first_data_wait_ms / 1000.0;
+		ev_io_init(&s->lan_io, on_lan_first, fd, EV_READ);
+		s->lan_io.data = f;
+		ev_io_start(loop, &s->lan_io);
+	}
 	log_debug("flow %s -> %s: accepted", addr_fmt(&lan, a, sizeof(a)),
 		  addr_fmt(&dst, b, sizeof(b)));
 	try_next_server(loop, f);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* flow: one LAN connection's life, from accept to its single teardown:
- *   ACCEPTED -> CONNECTING (to a server, next one on failure) ->
- *   SOCKS (greeting [+ auth] + CONNECT, reply) -> RELAYING -> closed.
+ *   ACCEPTED -> [WAIT_DATA] -> CONNECTING (to a server, next one on
+ *   failure; skipped with a warm pooled connection) -> SOCKS (greeting
+ *   [+ auth] + CONNECT [+ first bytes], replies) -> RELAYING -> closed.
  * Every exit goes through flow_close() with a reason: watchers stopped,
  * sockets closed with RST when the end is an error, one log line. */
 #ifndef MPREDIR_FLOW_H
@@ -16,6 +17,7 @@
 #include "upstream.h"
 
 enum flow_state {
+	FLOW_WAIT_DATA,  /* Fast Open: the client's first bytes go in the SYN */
 	FLOW_CONNECTING, /* connect() to a server in progress */
 	FLOW_SOCKS,      /* SOCKS messages out, replies being parsed */
 	FLOW_RELAYING,

@@ -12,6 +12,7 @@
 #include "flow.h"
 #include "listener.h"
 #include "log.h"
+#include "pool.h"
 #include "relay.h"
 #include "upstream.h"
 
@@ -73,11 +74,30 @@ static void raise_fd_limit(unsigned max_flows)
 			 (unsigned long long)want, max_flows);
 }
 
+/* Fast Open needs the client bit (1) of net.ipv4.tcp_fastopen. */
+static void check_fast_open(const struct config *cfg)
+{
+	if (cfg->fast_open == CONFIG_OFF)
+		return;
+	FILE *fp = fopen("/proc/sys/net/ipv4/tcp_fastopen", "r");
+	int val = 0;
+	if (!fp)
+		return;
+	if (fscanf(fp, "%i", &val) == 1 && !(val & 1))
+		log_msg(cfg->fast_open == CONFIG_ON || !cfg->mptcp ? LOG_LVL_WARN
+								  : LOG_LVL_INFO,
+			"net.ipv4.tcp_fastopen is %d, without the client bit "
+			"(1): upstream connections will not use Fast Open "
+			"(sysctl -w net.ipv4.tcp_fastopen=%d)", val, val | 1);
+	fclose(fp);
+}
+
 /* Apply a configuration's process-wide settings. */
 static int apply(struct daemon *d, const struct config *cfg)
 {
 	log_set_level(cfg->log_level);
 	raise_fd_limit(cfg->max_flows);
+	check_fast_open(cfg);
 	if (relay_set_buffer_size(cfg->buffer_size) < 0) {
 		log_error("relay buffer of %u bytes: out of memory",
 			  cfg->buffer_size);
@@ -118,12 +138,14 @@ static void reload(struct daemon *d)
 		return;
 	}
 	struct upstream *ups = upstream_new(cfg);
-	if (!ups || apply(d, cfg) < 0) {
+	if (!ups || apply(d, cfg) < 0 || pool_start_all(d->loop, ups) < 0) {
 		log_error("reload refused: out of memory");
-		if (ups)
+		if (ups) {
+			pool_stop_all(ups);
 			upstream_unref(ups);
-		else
+		} else {
 			config_free(cfg);
+		}
 		if (relisten)
 			listener_close(d->loop, &l);
 		return;
@@ -133,6 +155,7 @@ static void reload(struct daemon *d)
 		d->listener = l;
 		listener_start(d->loop, &d->listener);
 	}
+	pool_stop_all(d->env.ups);
 	upstream_unref(d->env.ups);
 	d->env.ups = ups;
 	log_info("reloaded %s: %zu server(s); %u flow(s) continue with the "
@@ -183,7 +206,9 @@ static int run(const char *path, bool use_syslog)
 		config_free(cfg);
 		return 1;
 	}
-	if (apply(&d, cfg) < 0 || open_listener(&d, &d.listener, cfg) < 0) {
+	if (apply(&d, cfg) < 0 || open_listener(&d, &d.listener, cfg) < 0 ||
+	    pool_start_all(d.loop, d.env.ups) < 0) {
+		pool_stop_all(d.env.ups);
 		upstream_unref(d.env.ups);
 		return 1;
 	}
@@ -205,6 +230,7 @@ static int run(const char *path, bool use_syslog)
 	}
 	listener_close(d.loop, &d.listener);
 	flow_close_all(d.loop, &d.env);
+	pool_stop_all(d.env.ups);
 	upstream_unref(d.env.ups);
 	relay_set_buffer_size(0);
 	ev_loop_destroy(d.loop);

@@ -158,6 +158,9 @@ ssize_t socks5_build_connect(uint8_t *buf, size_t cap,
 /* Which server message a parser is on (or failed in). */
 enum msg_kind { MSG_METHOD, MSG_AUTH, MSG_CONNECT };
 
+static void next_message(struct socks5_parser *p, enum socks5_stage stage,
+			 uint16_t need);
+
 void socks5_parser_init(struct socks5_parser *p, bool offered_none,
 			bool offered_userpass)
 {
@@ -172,6 +175,13 @@ void socks5_parser_init(struct socks5_parser *p, bool offered_none,
 	p->method = SOCKS5_METHOD_UNACCEPTABLE;
 	p->auth_status = 0xff;
 	p->need = 2;
+}
+
+void socks5_parser_init_connect(struct socks5_parser *p)
+{
+	socks5_parser_init(p, true, false);
+	p->method = SOCKS5_METHOD_NONE; /* whatever it was, it is behind us */
+	next_message(p, SOCKS5_STAGE_CONNECT, 4);
 }
 
 bool socks5_event_is_error(enum socks5_event ev)

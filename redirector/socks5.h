@@ -100,6 +100,11 @@ struct socks5_parser {
 void socks5_parser_init(struct socks5_parser *p, bool offered_none,
 			bool offered_userpass);
 
+/* Start a parser that expects only the CONNECT reply: for a connection
+ * whose method negotiation (and auth) are already done, e.g. a warm one
+ * from the pool. */
+void socks5_parser_init_connect(struct socks5_parser *p);
+
 /* Feed bytes. Consumes at most one complete server message per call and
  * stores in *used how many bytes of `data` it took; call again with the
  * rest while it returns an event other than SOCKS5_EV_NEED_MORE and the

@@ -17,6 +17,9 @@
 #define IPPROTO_MPTCP 262
 #endif
 
+/* Set once the kernel refused an MPTCP socket; cleared when it takes one. */
+static bool mptcp_refused_logged;
+
 static int resolve(struct upstream_server *s)
 {
 	const struct config_server *c = s->cfg;
@@ -115,7 +118,6 @@ void upstream_report(struct upstream *u, struct upstream_server *s, bool ok,
 		 s->name, s->consecutive_failures, backoff);
 }
 
-static bool mptcp_refused_logged;
 
 static int open_socket(int family, bool want_mptcp, bool *is_mptcp)
 {
@@ -148,8 +150,60 @@ static int set_int(int fd, int level, int opt, int val)
 	return setsockopt(fd, level, opt, &val, sizeof(val));
 }
 
+bool upstream_pipeline(struct upstream_server *s, double now)
+{
+	switch (s->cfg->pipeline) {
+	case CONFIG_ON:
+		return true;
+	case CONFIG_OFF:
+		return false;
+	case CONFIG_AUTO:
+		break;
+	}
+	if (s->pipelining == UPSTREAM_PIPE_NO && now >= s->pipelining_recheck)
+		s->pipelining = UPSTREAM_PIPE_UNKNOWN;
+	return s->pipelining != UPSTREAM_PIPE_NO;
+}
+
+bool upstream_pipeline_proven(const struct upstream_server *s)
+{
+	return s->cfg->pipeline == CONFIG_ON ||
+	       (s->cfg->pipeline == CONFIG_AUTO &&
+		s->pipelining == UPSTREAM_PIPE_YES);
+}
+
+void upstream_pipelining_learned(struct upstream_server *s, bool works,
+				 double now)
+{
+	if (works) {
+		if (s->pipelining != UPSTREAM_PIPE_YES)
+			log_info("server %s takes a pipelined SOCKS handshake",
+				 s->name);
+		s->pipelining = UPSTREAM_PIPE_YES;
+		return;
+	}
+	log_info("server %s does not answer a pipelined SOCKS handshake: "
+		 "step by step with it, checked again in %d s", s->name,
+		 UPSTREAM_PIPE_RECHECK_S);
+	s->pipelining = UPSTREAM_PIPE_NO;
+	s->pipelining_recheck = now + UPSTREAM_PIPE_RECHECK_S;
+}
+
+bool upstream_fast_open(const struct upstream *u)
+{
+	switch (u->cfg->fast_open) {
+	case CONFIG_ON:
+		return true;
+	case CONFIG_OFF:
+		return false;
+	case CONFIG_AUTO:
+		break;
+	}
+	return !u->cfg->mptcp || mptcp_refused_logged;
+}
+
 int upstream_connect(const struct upstream *u, const struct upstream_server *s,
-		     bool *is_mptcp, const char **what)
+		     bool fast_open, bool *is_mptcp, const char **what)
 {
 	const struct config *cfg = u->cfg;
 	int fd = open_socket(s->addr.sa.sa_family, cfg->mptcp, is_mptcp);
@@ -174,6 +228,13 @@ int upstream_connect(const struct upstream *u, const struct upstream_server *s,
 	(void)set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, 60);
 	(void)set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, 10);
 	(void)set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, 6);
+	/* Fast Open: connect() returns at once and the SYN leaves with the
+	 * first write, carrying it (with a cookie from an earlier connection;
+	 * without one, a normal SYN asks for a cookie). */
+	if (fast_open && set_int(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1) < 0) {
+		*what = "setsockopt(TCP_FASTOPEN_CONNECT)";
+		goto fail;
+	}
 	if (connect(fd, &s->addr.sa, addr_len(&s->addr)) < 0 &&
 	    errno != EINPROGRESS) {
 		*what = "connect";

@@ -12,8 +12,20 @@
 #include "addr.h"
 #include "config.h"
 
+/* What we know of a server's handling of a pipelined handshake. */
+enum upstream_pipelining {
+	UPSTREAM_PIPE_UNKNOWN, /* the next pipelined flow checks it */
+	UPSTREAM_PIPE_YES,     /* answered every message of one write */
+	UPSTREAM_PIPE_NO,      /* dropped what followed the greeting */
+};
+
+struct pool;
+
 struct upstream_server {
 	const struct config_server *cfg;
+	struct pool *pool;             /* warm connections, NULL without */
+	enum upstream_pipelining pipelining;
+	double pipelining_recheck;     /* when NO becomes UNKNOWN again */
 	union sockaddr_any addr;
 	bool resolved;
 	char name[ADDR_STRLEN + 256]; /* "host (addr)" or "addr", for logs */
@@ -54,6 +66,23 @@ void upstream_report(struct upstream *u, struct upstream_server *s, bool ok,
  * this changes). Marked with cfg->mark, TCP_NODELAY, keepalive.
  * Returns the fd, or -errno with `what` naming the call that failed. */
 int upstream_connect(const struct upstream *u, const struct upstream_server *s,
-		     bool *is_mptcp, const char **what);
+		     bool fast_open, bool *is_mptcp, const char **what);
+
+/* Whether a new flow to s sends greeting, auth, CONNECT and its first bytes
+ * in one write: configured "on"; or "auto" unless s was found not to take
+ * that (re-checked UPSTREAM_PIPE_RECHECK_S later). */
+#define UPSTREAM_PIPE_RECHECK_S 600
+bool upstream_pipeline(struct upstream_server *s, double now);
+/* Pipelined first bytes on an already negotiated (pooled) connection are
+ * only safe with a server known to take them. */
+bool upstream_pipeline_proven(const struct upstream_server *s);
+/* Outcome of a pipelined handshake whose replies were watched. */
+void upstream_pipelining_learned(struct upstream_server *s, bool works,
+				 double now);
+
+/* Whether new upstream sockets should use TCP Fast Open: "on"; "auto" only
+ * where the socket will be plain TCP (MPTCP off or refused by the kernel):
+ * see doc/configuration.md for why not over MPTCP. */
+bool upstream_fast_open(const struct upstream *u);
 
 #endif

@@ -46,6 +46,16 @@ def hold_connection(topology, seconds=20):
     return topology.popen("lan", [T.PYTHON, "-c", code])
 
 
+# The first flow to a server whose handling of a pipelined handshake is not
+# known yet finds out (pipeline "auto"): a server that drops the rest of the
+# write (microsocks) costs that flow up to about 1 s more, once.
+PROBE_ALLOWANCE = 1.5
+
+
+def reset_bound(server):
+    return 1.0 + (PROBE_ALLOWANCE if server.startswith("micro") else 0)
+
+
 def expect_reset(topology, url, within=1.0, at_accept=False):
     """curl from the LAN must fail with a connection reset, fast. A reset
     sent right at accept (at_accept) may reach curl while it still checks
@@ -108,7 +118,8 @@ def test_server_speaks_first(topology, socks, mpredir, dst):
 @pytest.mark.parametrize("server", SERVERS)
 def test_connect_refused_resets(topology, socks, mpredir, server, dst):
     m = mpredir(servers=[socks[server]])
-    expect_reset(topology, "http://%s:9/" % clients.host_in_url(dst))
+    expect_reset(topology, "http://%s:9/" % clients.host_in_url(dst),
+                 within=reset_bound(server))
     assert "CONNECT refused" in m.log() or \
         "server closed before CONNECT reply" in m.log()
 
@@ -118,7 +129,8 @@ def test_connect_refused_resets(topology, socks, mpredir, server, dst):
 def test_wrong_password_resets(topology, socks, mpredir, server, dst):
     cfg = dict(socks[server].server_config(), password="wrong-password")
     m = mpredir(servers=[cfg])
-    expect_reset(topology, clients.bytes_url(dst, 1000))
+    expect_reset(topology, clients.bytes_url(dst, 1000),
+                 within=reset_bound(server))
     log = m.log()
     assert "wrong-password" not in log
     assert "authentication failed" in log or "closed" in log, log

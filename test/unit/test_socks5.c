@@ -977,6 +977,49 @@ static void test_fuzz(void)
 	}
 }
 
+/* A parser that starts at the CONNECT reply (warm pooled connection). */
+static void test_connect_only(void)
+{
+	static const uint8_t ok[] = { 5, 0, 0, 1, 10, 0, 0, 1, 0x1f, 0x90, 'x' };
+	static const uint8_t refused[] = { 5, 5, 0, 1, 0, 0, 0, 0, 0, 0 };
+	struct socks5_parser p;
+	size_t used;
+	char msg[160];
+
+	socks5_parser_init_connect(&p);
+	CHECK(p.stage == SOCKS5_STAGE_CONNECT);
+	CHECK(socks5_parse(&p, ok, sizeof(ok), &used) == SOCKS5_EV_CONNECTED);
+	CHECK(used == sizeof(ok) - 1);
+	CHECK(p.stage == SOCKS5_STAGE_DONE);
+
+	/* byte by byte */
+	socks5_parser_init_connect(&p);
+	enum socks5_event ev = SOCKS5_EV_NEED_MORE;
+	for (size_t i = 0; i < sizeof(ok) - 1; i++) {
+		ev = socks5_parse(&p, ok + i, 1, &used);
+		CHECK(used == 1);
+		CHECK(ev == (i + 2 == sizeof(ok) ? SOCKS5_EV_CONNECTED
+						  : SOCKS5_EV_NEED_MORE));
+	}
+
+	socks5_parser_init_connect(&p);
+	ev = socks5_parse(&p, refused, sizeof(refused), &used);
+	CHECK(ev == SOCKS5_EV_ERR_REPLY);
+	CHECK(strstr(socks5_strerror(&p, ev, msg, sizeof(msg)),
+		     "connection refused (0x05)") != NULL);
+	/* a terminal parser repeats its event */
+	CHECK(socks5_parse(&p, ok, sizeof(ok), &used) == SOCKS5_EV_ERR_REPLY);
+	CHECK(used == 0);
+
+	/* a bad version is reported as such, in the CONNECT reply */
+	static const uint8_t bad[] = { 4, 0 };
+	socks5_parser_init_connect(&p);
+	ev = socks5_parse(&p, bad, sizeof(bad), &used);
+	CHECK(ev == SOCKS5_EV_ERR_VERSION);
+	CHECK(strstr(socks5_strerror(&p, ev, msg, sizeof(msg)),
+		     "CONNECT reply") != NULL);
+}
+
 int main(void)
 {
 	test_greeting();
@@ -989,6 +1032,7 @@ int main(void)
 	test_auth_errors();
 	test_connect_errors();
 	test_strerror();
+	test_connect_only();
 	test_fuzz();
 	return check_done();
 }
