@@ -652,6 +652,7 @@ static void try_next_server(struct ev_loop *loop, struct flow *f)
 	if (pool && !s->probing && !s->pool_failed) {
 		int fd = pool_take(pool, &f->mptcp);
 		if (fd >= 0) {
+			log_debug("flow to %s: warm connection", f->server->name);
 			f->up_fd = fd;
 			s->pooled = true;
 			s->pipeline = upstream_pipeline_proven(f->server);

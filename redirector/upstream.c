@@ -88,9 +88,13 @@ void upstream_unref(struct upstream *u)
 struct upstream_server *upstream_next(struct upstream *u, size_t *pos,
 				      double now)
 {
-	while (*pos < u->n) {
-		struct upstream_server *s = &u->servers[(*pos)++];
-		if (s->resolved && s->backoff_until <= now)
+	/* Positions 0..n-1: the servers not backing off, in order; then
+	 * n..2n-1: those backing off, as a last resort. */
+	while (*pos < 2 * u->n) {
+		size_t i = (*pos)++;
+		struct upstream_server *s = &u->servers[i % u->n];
+		bool backing_off = s->backoff_until > now;
+		if (s->resolved && backing_off == (i >= u->n))
 			return s;
 	}
 	return NULL;

@@ -50,14 +50,18 @@ struct upstream *upstream_new(struct config *cfg);
 struct upstream *upstream_ref(struct upstream *u);
 void upstream_unref(struct upstream *u);
 
-/* The next usable server in configuration order, starting at index *pos
- * (begin with *pos = 0); advances *pos past it. NULL when none is left. */
+/* The next server to try for a flow, starting at *pos (begin with 0);
+ * advances *pos past it. Servers in configuration order, those backing off
+ * skipped — and then, as a last resort, those backing off too: a server
+ * that is back is found by the next flow, not after its back-off. NULL
+ * when every server has been tried. */
 struct upstream_server *upstream_next(struct upstream *u, size_t *pos,
 				      double now);
 
 /* A flow's outcome with server s: a failure to reach it or to get through
  * the SOCKS greeting/auth counts against it, and after two in a row it is
- * skipped for a back-off that doubles up to cfg->server_backoff_s. */
+ * passed over (while another server can be used) for a back-off that
+ * doubles up to cfg->server_backoff_s; a success ends the back-off. */
 void upstream_report(struct upstream *u, struct upstream_server *s, bool ok,
 		     double now);
 

@@ -75,33 +75,52 @@ def mb(n):
 
 
 # ------------------------------------------------------------ while running
+def _ss(topo, args):
+    """`ss -H ARGS` in rtr with -i: [(fields of the socket line, words of
+    its info line)]."""
+    lines = topo.run("rtr", ["ss", "-H"] + args).stdout.splitlines()
+    return [(h.split(), i.split()) for h, i in zip(lines[::2], lines[1::2])]
+
+
+def _word(words, prefix, default=""):
+    return next((w[len(prefix):] for w in words if w.startswith(prefix)),
+                default)
+
+
 def socket_snapshot(topo):
     """What the router shows while the download runs: its MPTCP endpoint,
-    the MPTCP connection to the server and its TCP subflows (condensed)."""
+    the MPTCP connection carrying the download and its TCP subflows
+    (condensed); other (idle) MPTCP connections are only counted."""
     out = []
     ep = topo.run("rtr", ["ip", "mptcp", "endpoint", "show"]).stdout.strip()
     out.append("%-26s # where extra subflows start" % "$ ip mptcp endpoint show")
     out += ["  " + ln for ln in ep.splitlines()]
 
+    # subflows name their MPTCP connection: token:REMOTE(id:N)/LOCAL(id:N)
+    subs = []
+    for f, info in _ss(topo, ["-tni", "dst", T.SERVICE4]):
+        tok = _word(info, "token:").partition("/")[2].partition("(")[0]
+        subs.append((f[3], f[4], tok, int(_word(info, "bytes_received:", 0))))
+    conns = []
+    for f, info in _ss(topo, ["-Mni"]):
+        tok = _word(info, "token:")
+        rx = sum(b for _, _, t, b in subs if t == tok)
+        conns.append((rx, f[3], f[4], tok, _word(info, "subflows:", "?")))
+    if not conns:
+        return "\n".join(out + ["$ ss -Mni: no MPTCP connection"])
+    rx, local, peer, tok, extra = max(conns)
     out.append("%-26s # MPTCP connections (condensed)" % "$ ss -Mni")
-    lines = topo.run("rtr", ["ss", "-HMni"]).stdout.splitlines()
-    for head, info in zip(lines[::2], lines[1::2]):
-        f = head.split()
-        extra = next((w for w in info.split() if w.startswith("subflows:")),
-                     "subflows:?")
-        out.append("  %s %s -> %s  %s (besides the first)" % (
-            f[0], f[3], f[4], extra))
-    out.append("%-26s # its TCP subflows (condensed)"
+    out.append("  %s -> %s  token %s, subflows:%s (besides the first)" % (
+        local, peer, tok, extra))
+    if len(conns) > 1:
+        out.append("  and %d idle: warm spares of mpredir's connection pool"
+                   % (len(conns) - 1))
+    out.append("%-26s # that connection's TCP subflows (condensed)"
                % ("$ ss -tni dst " + T.SERVICE4))
-    lines = topo.run("rtr", ["ss", "-Htni", "dst", T.SERVICE4]).stdout
-    lines = lines.splitlines()
-    for head, info in sorted(zip(lines[::2], lines[1::2])):
-        f = head.split()
-        got = next((int(w.split(":")[1]) for w in info.split()
-                    if w.startswith("bytes_received:")), 0)
-        ulp = "mptcp subflow" if "tcp-ulp-mptcp" in info else "plain TCP"
-        out.append("  %-22s -> %s  %s, %s received so far" % (
-            f[3], f[4], ulp, mb(got)))
+    for local, peer, t, got in sorted(subs):
+        if t == tok:
+            out.append("  %-22s -> %s  %s received so far" % (
+                local, peer, mb(got)))
     return "\n".join(out)
 
 
@@ -131,6 +150,7 @@ def demo(topo):
     say("server:  dante (SOCKS5, no authentication) on %s:%d, under "
         "`mptcpize run`" % (dante.address, dante.port))
 
+    nst0 = topo.nstat("srv")
     m = mpredir_daemon.Mpredir(topo, CONFIG, name="mpredir").start()
     say("router:  mpredir -c %s (pid %d), nft table %s redirects TCP from %s"
         " to :%d" % (os.path.basename(m.config_path), m.pid, nftrules.TABLE,
@@ -139,7 +159,6 @@ def demo(topo):
     url = clients.bytes_url(T.DST4, SIZE)
     say()
     say("downloading %d MiB on the LAN host: curl %s" % (SIZE >> 20, url))
-    nst0 = topo.nstat("srv")
     wan0 = topo.link_bytes("rtr")
     done, snap = threading.Event(), []
     t = threading.Thread(target=snapshot_later, args=(topo, done, snap),
@@ -169,13 +188,15 @@ def demo(topo):
         failures.append("no MPTCP flow line in the mpredir log")
         say("mpredir      FAILED: no \"(mptcp)\" flow line in the log", 2)
 
-    # 2. MPTCP: connection accepted by the server, subflow joined
+    # 2. MPTCP: connections accepted by the server, subflows joined (since
+    # mpredir started: it may open connections ahead of the flows)
     d = T.Topology.delta(nst0, nst1, CAPABLE_RX, JOIN_RX)
-    say("MPTCP        the server accepted %s (nstat %s +%d)"
-        % (plural(d[CAPABLE_RX], "MPTCP connection"), CAPABLE_RX,
-           d[CAPABLE_RX]), 2)
-    say("and %s joined it over wan2 (nstat %s +%d)"
-        % (plural(d[JOIN_RX], "extra subflow"), JOIN_RX, d[JOIN_RX]), 15)
+    say("MPTCP        since mpredir started, the server accepted %s"
+        % plural(d[CAPABLE_RX], "MPTCP connection"), 2)
+    say("(nstat %s +%d: the download's and the idle spares)"
+        % (CAPABLE_RX, d[CAPABLE_RX]), 15)
+    say("and %s joined them over wan2 (nstat %s +%d)"
+        % (plural(d[JOIN_RX], "second subflow"), JOIN_RX, d[JOIN_RX]), 15)
     if d[CAPABLE_RX] < 1:
         failures.append("the server accepted no MPTCP connection")
     if d[JOIN_RX] < 1:

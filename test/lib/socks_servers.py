@@ -64,13 +64,14 @@ class SocksServer:
     half_close = True
 
     def __init__(self, topology, name, port, username=None, password=None,
-                 address=T.SERVICE4):
+                 address=T.SERVICE4, mptcp=True):
         self.topo = topology
         self.name = name
         self.port = port
         self.address = address
         self.username = username
         self.password = password
+        self.mptcp = mptcp  # run under `mptcpize run`
         self.daemon = None
 
     # --- facts a test needs
@@ -115,7 +116,8 @@ class SocksServer:
 
     def start(self, timeout=10.0):
         if self.daemon is None:
-            self.daemon = self.topo.spawn("srv", MPTCPIZE + self.argv(),
+            prefix = MPTCPIZE if self.mptcp else []
+            self.daemon = self.topo.spawn("srv", prefix + self.argv(),
                                           self.name, timeout=timeout)
         else:
             self.daemon.start(timeout)
@@ -160,6 +162,8 @@ class SocksServer:
 
 class DanteServer(SocksServer):
     kind = "dante"
+    # seconds dante gives a client to finish method negotiation and auth
+    negotiate_timeout = 30
 
     def config_text(self):
         method = "username" if self.auth else "none"
@@ -177,7 +181,7 @@ clientmethod: none
 socksmethod: %(method)s
 user.privileged: root
 user.unprivileged: nobody
-timeout.negotiate: 30
+timeout.negotiate: %(negotiate)d
 timeout.io: 0
 
 client pass {
@@ -190,7 +194,8 @@ socks pass {
     log: error connect disconnect
 }
 """ % {"logfile": logfile, "addr": self.address, "port": self.port,
-       "ext4": T.SRV_INET4, "ext6": T.SRV_INET6, "method": method}
+       "ext4": T.SRV_INET4, "ext6": T.SRV_INET6, "method": method,
+       "negotiate": self.negotiate_timeout}
 
     @property
     def dante_log_path(self):

@@ -15,12 +15,18 @@
  * epoll_wait(); an absolute CLOCK_MONOTONIC timerfd wakes it when the oldest
  * packet of any queue is due.
  *
- * Queue time: NFQA_TIMESTAMP (skb->tstamp, wall clock, taken on receive when
- * some socket on the system asked for timestamps) when it is plausible, else
- * the time the message was read (CLOCK_MONOTONIC). A TCP sender's skb->tstamp
- * is its earliest departure time on CLOCK_MONOTONIC, not wall-clock time: such
- * a value (decades in the past as wall-clock time) fails the plausibility
- * check (0 <= read time - stamp <= 1 s) and the read time is used.
+ * Queue time: for packets queued in PREROUTING, NFQA_TIMESTAMP: skb->tstamp,
+ * the wall-clock time the packet entered the namespace's receive path. The
+ * kernel takes it only while some socket on the system has asked for receive
+ * timestamps (a global static key), so delayemu holds one such socket (a
+ * UDP socket with SO_TIMESTAMPNS; --no-rx-timestamps: not). The stamp must
+ * be plausible (0 <= read time - stamp <= 1 s): a TCP sender's skb->tstamp
+ * is its departure time on CLOCK_MONOTONIC, which read as wall-clock time is
+ * decades old. In other hooks skb->tstamp may be an earlier receive time (of
+ * a forwarded packet, perhaps delayed already), so it is not used there.
+ * Otherwise, and when absent, the queue time is the time delayemu read the
+ * message (CLOCK_MONOTONIC), which is later by the wake-up latency (some
+ * 10 us to 100 us).
  *
  * Signals: SIGUSR1 prints the counters (one human line per queue, then one
  * JSON line) to stderr; SIGUSR2 prints them and then resets them; SIGTERM or
@@ -115,6 +121,7 @@ static uint32_t opt_maxlen = 20000;
 static int opt_rcvbuf = 16 << 20;
 static double opt_late_ms = 0.5;
 static bool opt_fail_open;
+static bool opt_rx_timestamps = true;
 static int opt_rt_prio;
 static const char *opt_pidfile;
 static uint64_t rng_state[4];
@@ -270,6 +277,8 @@ static void usage(FILE *f)
 "  --fail-open      accept packets when the kernel queue is full (default:\n"
 "                   the kernel drops them)\n"
 "  --rt-prio N      run with SCHED_FIFO priority N (1..99)\n"
+"  --no-rx-timestamps  do not switch on the kernel's receive timestamps\n"
+"                   (then a packet's queue time is when delayemu read it)\n"
 "signals: USR1 prints counters to stderr, USR2 prints and resets them,\n"
 "         TERM/INT releases pending packets, prints counters, exits 0\n");
 }
@@ -285,6 +294,7 @@ static void parse_args(int argc, char **argv)
 		{ "seed", required_argument, NULL, 's' },
 		{ "fail-open", no_argument, NULL, 'f' },
 		{ "rt-prio", required_argument, NULL, 'R' },
+		{ "no-rx-timestamps", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -327,6 +337,9 @@ static void parse_args(int argc, char **argv)
 			if (!parse_ulong(optarg, 99, &v) || v == 0)
 				die("--rt-prio '%s': must be 1..99", optarg);
 			opt_rt_prio = (int)v;
+			break;
+		case 'T':
+			opt_rx_timestamps = false;
 			break;
 		case 'h':
 			usage(stdout);
@@ -432,7 +445,7 @@ static void handle_packet(struct queue *q, const struct nlmsghdr *nlh,
 	ph = mnl_attr_get_payload(a.tb[NFQA_PACKET_HDR]);
 	id = ntohl(ph->packet_id);
 	q->st.packets++;
-	if (a.tb[NFQA_TIMESTAMP] &&
+	if (ph->hook == NF_INET_PRE_ROUTING && a.tb[NFQA_TIMESTAMP] &&
 	    mnl_attr_get_payload_len(a.tb[NFQA_TIMESTAMP]) >=
 		    sizeof(struct nfqnl_msg_packet_timestamp)) {
 		struct nfqnl_msg_packet_timestamp ts;
@@ -678,7 +691,9 @@ static void put_verdict(struct queue *q, uint32_t id, bool drop)
  * Verdicts for the packets due at now (every pending one if all), in FIFO
  * order: one batch verdict per run of equal verdicts (a batch verdict covers
  * every queued packet whose id is not after its id, and every earlier packet
- * has had its verdict already). Lateness is counted at the send.
+ * has had its verdict already). A packet's lateness is counted from its due
+ * time to the end of the send: the kernel reinjects the packets of a send
+ * one after the other, each through the rest of the stack, in this call.
  */
 static void release(struct queue *q, int64_t now, bool all)
 {
@@ -700,8 +715,8 @@ static void release(struct queue *q, int64_t now, bool all)
 	if (!in_run)
 		return;
 	put_verdict(q, run_id, run_drop);
-	sent = mono_ns();
 	flush_send(q);
+	sent = mono_ns();
 	for (size_t i = 0; i < n; i++) {
 		p = &q->ring[(first + i) & (q->cap - 1)];
 		if (p->drop)
@@ -890,12 +905,21 @@ int main(int argc, char **argv)
 		die("epoll_create1: %s", strerror(errno));
 	/* no timer slack: wake-ups as close to the due time as the kernel can */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	if (opt_rx_timestamps) {
+		/* held open until exit: receive timestamps stay on */
+		int one = 1, tsfd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+		if (tsfd < 0 || setsockopt(tsfd, SOL_SOCKET, SO_TIMESTAMPNS,
+					   &one, sizeof(one)) < 0)
+			warnx("receive timestamps: %s (queue times are read "
+			      "times)", strerror(errno));
+	}
 	if (opt_rt_prio) {
 		struct sched_param sp = { .sched_priority = opt_rt_prio };
 
 		if (sched_setscheduler(0, SCHED_FIFO, &sp) < 0)
-			die("SCHED_FIFO priority %d: %s", opt_rt_prio,
-			    strerror(errno));
+			warnx("SCHED_FIFO priority %d: %s (running at normal "
+			      "priority)", opt_rt_prio, strerror(errno));
 	}
 
 	for (unsigned i = 0; i < nqueues; i++) {
