@@ -193,8 +193,9 @@ def demo(topo):
     d = T.Topology.delta(nst0, nst1, CAPABLE_RX, JOIN_RX)
     say("MPTCP        since mpredir started, the server accepted %s"
         % plural(d[CAPABLE_RX], "MPTCP connection"), 2)
-    say("(nstat %s +%d: the download's and the idle spares)"
-        % (CAPABLE_RX, d[CAPABLE_RX]), 15)
+    say("(nstat %s +%d%s)" % (
+        CAPABLE_RX, d[CAPABLE_RX], ": the download's, and spares mpredir "
+        "opened in advance" if d[CAPABLE_RX] > 1 else ""), 15)
     say("and %s joined them over wan2 (nstat %s +%d)"
         % (plural(d[JOIN_RX], "second subflow"), JOIN_RX, d[JOIN_RX]), 15)
     if d[CAPABLE_RX] < 1:

@@ -190,8 +190,8 @@ def test_server_restart_leaves_no_flow_hanging(topology, socks, mpredir):
                          clients.bytes_url(T.DST4, 1000)).ok(1000)
     # a download in progress while the server restarts
     slow = topology.popen("lan", ["curl", "-sS", "--max-time", "30",
-                                  "--limit-rate", "1M", "-o", "/dev/null",
-                                  clients.bytes_url(T.DST4, 16 * MiB)])
+                                  "--limit-rate", "2M", "-o", "/dev/null",
+                                  clients.bytes_url(T.DST4, 8 * MiB)])
     topology.wait_until(lambda: m.log().count("accepted") >= 2, timeout=5)
     srv.kill()
     # dante's child serving the download may live on (its relay then ends
