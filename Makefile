@@ -34,19 +34,24 @@ UNIT_DEPS_config := config log
 
 BUILD := build
 
+# `make V=1` shows the full commands.
+Q := $(if $(V),,@)
+
 .PHONY: all clean install test test-unit test-e2e test-asan check deps demo \
         bench asan test-unit-asan test-e2e-asan test-valgrind tools
 all: redirector/mpredir
 
 # --- plain build --------------------------------------------------------
 $(BUILD)/plain/%.o: redirector/%.c redirector/*.h | $(BUILD)/plain
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 redirector/mpredir: $(DAEMON_SRCS:redirector/%.c=$(BUILD)/plain/%.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- sanitizer build ----------------------------------------------------
 $(BUILD)/asan/%.o: redirector/%.c redirector/*.h | $(BUILD)/asan
-	$(CC) $(CPPFLAGS) -O1 -g $(SAN_FLAGS) $(WARN) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) -O1 -g $(SAN_FLAGS) $(WARN) -c -o $@ $<
 $(BUILD)/asan/mpredir: $(DAEMON_SRCS:redirector/%.c=$(BUILD)/asan/%.o)
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 asan: $(BUILD)/asan/mpredir

@@ -30,10 +30,10 @@ def delays(topology):
         topology.unshape_wan()
 
 
-def _rtt(topology, addr, count=50, interval=0.01):
+def _rtt(topology, addr, count=50, interval=0.01, ns="rtr"):
     """Mean etc. of count probes, after a few to fill the neighbour cache."""
-    delay.rtt(topology, "rtr", addr, count=3, interval=0.01)
-    r = delay.rtt(topology, "rtr", addr, count=count, interval=interval)
+    delay.rtt(topology, ns, addr, count=3, interval=0.01)
+    r = delay.rtt(topology, ns, addr, count=count, interval=interval)
     assert r["received"] == count, r
     return r["rtt_ms"]
 
@@ -95,6 +95,30 @@ def test_rtt_grows_by_twice_the_delay(delays):
         assert _rules(t, ns) == []
         assert delay.emulator(t, ns) is None
     assert _rtt(t, T.SRV_WAN1)["mean"] < base1["mean"] + 0.5
+
+
+def test_other_links(delays):
+    """srv <-> dst + 0.5 ms (delay_veth: ingress at both ends); and both
+    directions in one namespace (delay_link "in" + "out" in rtr)."""
+    t = delays
+    base_dst = _rtt(t, T.DST4, ns="srv")
+    base2 = _rtt(t, T.SRV_WAN2)
+    delay.delay_veth(t, ("srv", T.SRV_INET_IF), ("dst", T.DST_IF), 0.25)
+    delay.delay_link(t, "rtr", "wan2", 5, directions=("in", "out"))
+    d_dst = _rtt(t, T.DST4, ns="srv")
+    d2 = _rtt(t, T.SRV_WAN2)
+    print("\nsrv -> dst, 0.25 ms each way: base %s\n    delayed %s" % (
+        _fmt(base_dst), _fmt(d_dst)))
+    print("rtr -> srv wan2, 5 ms in + out in rtr: base %s\n    delayed %s" % (
+        _fmt(base2), _fmt(d2)))
+    assert abs(d_dst["mean"] - base_dst["mean"] - 0.5) < 0.25, d_dst
+    assert d_dst["min"] >= 0.5 - 0.002
+    assert abs(d2["mean"] - base2["mean"] - 10) < 0.5, d2
+    assert len(_rules(t, "rtr")) == 4  # in + out, v4 + v6
+    assert len(_rules(t, "dst")) == 2
+    delay.undelay(t, ns="dst")
+    assert delay.emulator(t, "dst") is None and _rules(t, "dst") == []
+    assert delay.emulator(t, "srv").running()
 
 
 def test_accuracy_under_load(delays):

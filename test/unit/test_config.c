@@ -535,6 +535,77 @@ static void test_upstream(void)
 		"(100-120000)");
 }
 
+/* Connection setup keys (pipelining, first bytes, pool, Fast Open). */
+static void test_setup_keys(void)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = parse(WITH("'upstream':{}"), &errs);
+	CHECK(cfg && cfg->pipeline == CONFIG_AUTO && cfg->fast_open == CONFIG_AUTO);
+	CHECK(cfg && cfg->first_data_wait_ms == 5 && cfg->pool_size == 2 &&
+	      cfg->pool_lifetime_s == 20 && cfg->pool_keep_warm_s == 300);
+	CHECK(cfg && config_server_first_port(cfg, 25) &&
+	      config_server_first_port(cfg, 3306) &&
+	      !config_server_first_port(cfg, 443));
+	CHECK(cfg && cfg->servers[0].pipeline == CONFIG_AUTO &&
+	      !cfg->servers[0].pipeline_set);
+	config_free(cfg);
+
+	/* a server's own pipeline overrides upstream.pipeline, given in any
+	 * order */
+	cfg = parse("{'servers':[{'address':'192.0.2.1','port':1080,"
+		    "'pipeline':'on'},{'address':'192.0.2.2','port':1080}],"
+		    "'upstream':{'pipeline':false,'fast_open':true,"
+		    "'first_data_wait_ms':0,'server_first_ports':[],"
+		    "'pool':{'size':0,'lifetime_s':1,'keep_warm_s':0}}}", &errs);
+	CHECK(cfg && cfg->servers[0].pipeline == CONFIG_ON &&
+	      cfg->servers[1].pipeline == CONFIG_OFF);
+	CHECK(cfg && cfg->fast_open == CONFIG_ON && cfg->first_data_wait_ms == 0);
+	CHECK(cfg && cfg->n_server_first_ports == 0 && cfg->pool_size == 0);
+	CHECK(errs.n == 0);
+	config_free(cfg);
+	CHECK(strcmp(config_mode_name(CONFIG_OFF), "off") == 0);
+
+	REJECTS(WITH("'upstream':{'pipeline':'sometimes'}"),
+		"upstream.pipeline: \"sometimes\" is not one of \"auto\", "
+		"\"on\", \"off\"");
+	REJECTS(WITH("'upstream':{'pipeline':1}"),
+		"upstream.pipeline: expected \"auto\", \"on\", \"off\" or a "
+		"boolean, got integer");
+	REJECTS("{'servers':[{'address':'192.0.2.1','port':1080,"
+		"'pipeline':'yes'}]}",
+		"servers[0].pipeline: \"yes\" is not one of \"auto\", "
+		"\"on\", \"off\"");
+	REJECTS(WITH("'upstream':{'fast_open':null}"),
+		"upstream.fast_open: expected \"auto\", \"on\", \"off\" or a "
+		"boolean, got null");
+	REJECTS(WITH("'upstream':{'first_data_wait_ms':1001}"),
+		"upstream.first_data_wait_ms: 1001 is out of range (0-1000)");
+	REJECTS(WITH("'upstream':{'server_first_ports':25}"),
+		"upstream.server_first_ports: expected an array of ports, got "
+		"integer");
+	REJECTS(WITH("'upstream':{'server_first_ports':[25,0]}"),
+		"upstream.server_first_ports[1]: 0 is not a port (1-65535)");
+	REJECTS(WITH("'upstream':{'server_first_ports':['smtp']}"),
+		"upstream.server_first_ports[0]: expected an integer, got string");
+	char many[600] = "{" SRV ",'upstream':{'server_first_ports':[1";
+	for (int i = 2; i <= 65; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many),
+			 ",%d", i);
+	strcat(many, "]}}");
+	REJECTS(many, "upstream.server_first_ports: 65 ports, at most 64 are "
+		"allowed");
+	REJECTS(WITH("'upstream':{'pool':2}"),
+		"upstream.pool: expected an object, got integer");
+	REJECTS(WITH("'upstream':{'pool':{'size':65}}"),
+		"upstream.pool.size: 65 is out of range (0-64)");
+	REJECTS(WITH("'upstream':{'pool':{'lifetime_s':0}}"),
+		"upstream.pool.lifetime_s: 0 is out of range (1-3600)");
+	REJECTS(WITH("'upstream':{'pool':{'keep_warm_s':86401}}"),
+		"upstream.pool.keep_warm_s: 86401 is out of range (0-86400)");
+	REJECTS(WITH("'upstream':{'pool':{'warm':true}}"),
+		"upstream.pool.warm: unknown key");
+}
+
 static void test_mark(void)
 {
 	CHECK(mark_of("19792") == 0x4d50);
@@ -977,6 +1048,7 @@ int main(void)
 	test_server_credentials();
 	test_password_never_shown();
 	test_upstream();
+	test_setup_keys();
 	test_mark();
 	test_relay();
 	test_log();
