@@ -64,9 +64,11 @@ $(BUILD)/plain $(BUILD)/asan:
 MNL_LIBS := $(shell $(PKG_CONFIG) --libs libmnl)
 tools: test/tools/delayemu
 test/tools/delayemu: test/tools/delayemu.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(MNL_LIBS) -lm
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(MNL_LIBS) -lm
 $(BUILD)/asan/delayemu: test/tools/delayemu.c | $(BUILD)/asan
-	$(CC) $(CPPFLAGS) -O1 -g $(SAN_FLAGS) $(WARN) -o $@ $< $(MNL_LIBS) -lm
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(CPPFLAGS) -O1 -g $(SAN_FLAGS) $(WARN) -o $@ $< $(MNL_LIBS) -lm
 
 # --- unit tests (no root) -----------------------------------------------
 define unit_rules

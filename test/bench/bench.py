@@ -379,8 +379,11 @@ TCP segment carries 1448 bytes of data in a 1514-byte frame (timestamps
 on), an MPTCP segment 1420 (the DSS option takes 28 more), so the most
 data the links can carry is ~19.1 Mbit/s per link for TCP and
 ~37.5 Mbit/s over both links for MPTCP: about 94 % of the 40 Mbit/s sum.
-With equal links and no delay, this is the easy case for MPTCP; links of
-different rates and delays (not emulated here: no netem) are harder.
+Runs of the same row differ by up to ~2 % (BBR, drops at the tbf
+queues), so mpredir and the iperf3 ceiling are equal within noise when
+their medians are that close. With equal links and no delay this is the
+easy case for MPTCP; links of different rates and delays (not emulated
+here) are harder.
 """
 
 

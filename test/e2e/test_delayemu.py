@@ -74,7 +74,7 @@ def test_rtt_grows_by_twice_the_delay(delays):
     for d, base in ((d1, base1), (d6, base6)):
         assert abs(d["mean"] - base["mean"] - 50.0) < 0.5, (d, base)
         assert d["min"] >= 50.0 - 0.002  # never early (stamps: 1 us)
-    assert abs(u2["mean"] - base2["mean"]) < 0.5, (u2, base2)
+    assert abs(u2["median"] - base2["median"]) < 0.5, (u2, base2)
 
     for ns in ("rtr", "srv"):
         s = delay.link_stats(t, ns, "wan1")
@@ -94,6 +94,7 @@ def test_rtt_grows_by_twice_the_delay(delays):
     for ns in ("rtr", "srv"):
         assert _rules(t, ns) == []
         assert delay.emulator(t, ns) is None
+        assert "mangle" not in t.run(ns, ["nft", "list", "tables"]).stdout
     assert _rtt(t, T.SRV_WAN1)["mean"] < base1["mean"] + 0.5
 
 
@@ -111,9 +112,10 @@ def test_other_links(delays):
         _fmt(base_dst), _fmt(d_dst)))
     print("rtr -> srv wan2, 5 ms in + out in rtr: base %s\n    delayed %s" % (
         _fmt(base2), _fmt(d2)))
-    assert abs(d_dst["mean"] - base_dst["mean"] - 0.5) < 0.25, d_dst
+    # medians: these check the wiring; accuracy is the other tests' job
+    assert abs(d_dst["median"] - base_dst["median"] - 0.5) < 0.25, d_dst
     assert d_dst["min"] >= 0.5 - 0.002
-    assert abs(d2["mean"] - base2["mean"] - 10) < 0.5, d2
+    assert abs(d2["median"] - base2["median"] - 10) < 0.5, d2
     assert len(_rules(t, "rtr")) == 4  # in + out, v4 + v6
     assert len(_rules(t, "dst")) == 2
     delay.undelay(t, ns="dst")
@@ -162,11 +164,12 @@ def test_accuracy_under_load(delays):
         for q in st[ns]["queues"]:
             print("%s %s in: %6d packets (%5d GSO), lateness mean %.4f "
                   "max %.4f ms, %d > %.1f ms; kernel timestamps %d, read lag "
-                  "mean %.4f ms" % (
+                  "mean %.4f ms; %d sends, mean %.4f max %.4f ms" % (
                       ns, q["ifname"], q["packets"], q["gso"],
                       q["lateness_mean_ms"], q["lateness_max_ms"], q["late"],
                       q["late_threshold_ms"], q["kernel_ts"],
-                      q["read_lag_mean_ms"]))
+                      q["read_lag_mean_ms"], q["sends"], q["send_mean_ms"],
+                      q["send_max_ms"]))
     r = probe["rtt_ms"]
     err_ms = r["mean"] - base["mean"] - 50.0
     print("probe over wan2 during the load: %s; base %.3f ms; error of the "
@@ -206,12 +209,12 @@ def test_bypass_when_the_emulator_dies(delays):
     """--queue-bypass: with the emulator killed, packets pass undelayed;
     undelay() reports the dead emulator and still removes everything."""
     t = delays
-    base = _rtt(t, T.SRV_WAN2, count=20)
+    base = _rtt(t, T.SRV_WAN2, count=20)["median"]
     delay.delay_wan(t, ms=10, links=("wan2",))
-    assert abs(_rtt(t, T.SRV_WAN2, count=20)["mean"] - base["mean"] - 20) < 0.5
+    assert abs(_rtt(t, T.SRV_WAN2, count=20)["median"] - base - 20) < 0.5
     delay.emulator(t, "srv").kill()
     # only rtr's ingress delay is left
-    assert abs(_rtt(t, T.SRV_WAN2, count=20)["mean"] - base["mean"] - 10) < 0.5
+    assert abs(_rtt(t, T.SRV_WAN2, count=20)["median"] - base - 10) < 0.5
     with pytest.raises(delay.DelayError, match="had died"):
         delay.undelay(t)
     for ns in ("rtr", "srv"):

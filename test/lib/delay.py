@@ -149,6 +149,18 @@ def _rule(topo, emu, op, ifname, direction, num):
                  check=(op == "-A"))
 
 
+def _drop_empty_tables(topo, emu):
+    """Once no rule is left, remove the mangle tables that iptables-nft
+    created for them (if nothing else put a rule there)."""
+    for tool, family in (("iptables", "ip"), ("ip6tables", "ip6")):
+        r = topo.run(emu.nsname, [tool, "-w", "-t", "mangle", "-S"],
+                     check=False)
+        if r.returncode == 0 and not any(ln.startswith("-A ")
+                                         for ln in r.stdout.splitlines()):
+            topo.run(emu.nsname, ["nft", "delete", "table", family, "mangle"],
+                     check=False)
+
+
 def _start(topo, emu):
     pidfile = os.path.join(topo.workdir, "delayemu-%s.pid" % emu.label)
     try:
@@ -196,6 +208,8 @@ def _apply(topo, emu, check=True):
     for r in sorted(gone):
         _rule(topo, emu, "-D", *r)
         emu.rules.discard(r)
+    if gone and not emu.rules:
+        _drop_empty_tables(topo, emu)
     if emu.daemon is not None and emu.running_config == emu.config():
         pass  # nothing changed for the process
     else:

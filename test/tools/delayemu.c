@@ -97,6 +97,9 @@ struct stats {
 	uint64_t enobufs;	/* receive buffer overruns */
 	uint64_t verdict_errors;
 	uint64_t max_pending;
+	uint64_t sends;		/* verdict sends (each one or more verdicts) */
+	int64_t send_sum;	/* their duration (reinjection included), ns */
+	int64_t send_max;
 };
 
 struct queue {
@@ -128,7 +131,8 @@ static uint64_t rng_state[4];
 static unsigned stats_seq;
 static char sendbuf[SEND_BUF_SIZE];
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
 static void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void die(const char *fmt, ...)
@@ -165,6 +169,27 @@ static int64_t clock_ns(clockid_t clk)
 static int64_t mono_ns(void)
 {
 	return clock_ns(CLOCK_MONOTONIC);
+}
+
+/*
+ * CLOCK_REALTIME - CLOCK_MONOTONIC, for NFQA_TIMESTAMP. The wall clock is
+ * read between two monotonic readings (retried if preempted in between) and
+ * matched with the later one: an error makes a stamp look younger (a verdict
+ * later), never older.
+ */
+static int64_t real_minus_mono(void)
+{
+	int64_t best = INT64_MAX, off = 0;
+
+	for (int i = 0; i < 4 && best > 2000; i++) {
+		int64_t m1 = mono_ns(), r = clock_ns(CLOCK_REALTIME), m2 = mono_ns();
+
+		if (m2 - m1 < best) {
+			best = m2 - m1;
+			off = r - m2;
+		}
+	}
+	return off;
 }
 
 /* xoshiro256** */
@@ -451,10 +476,19 @@ static void handle_packet(struct queue *q, const struct nlmsghdr *nlh,
 		struct nfqnl_msg_packet_timestamp ts;
 		int64_t t, lag;
 
+		uint64_t sec, usec;
+
 		memcpy(&ts, mnl_attr_get_payload(a.tb[NFQA_TIMESTAMP]), sizeof(ts));
-		t = (int64_t)be64toh(ts.sec) * NSEC_PER_SEC +
-		    (int64_t)be64toh(ts.usec) * 1000 - real_minus_mono;
-		lag = read_mono - t;
+		sec = be64toh(ts.sec);
+		usec = be64toh(ts.usec);
+		if (sec < (uint64_t)(INT64_MAX / NSEC_PER_SEC) - 1 &&
+		    usec < 1000000) {
+			t = (int64_t)sec * NSEC_PER_SEC + (int64_t)usec * 1000 -
+			    real_minus_mono;
+			lag = read_mono - t;
+		} else {
+			lag = INT64_MAX;
+		}
 		/* usec resolution: up to 1 us "in the future" is rounding */
 		if (lag >= -1000 && lag <= TS_MAX_AGE) {
 			if (lag < 0)
@@ -480,7 +514,7 @@ static int handle_messages(struct queue *q, const char *buf, size_t len,
 			   int64_t read_mono, uint32_t seq, bool *acked)
 {
 	const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf;
-	int64_t offs = clock_ns(CLOCK_REALTIME) - mono_ns();
+	int64_t offs = real_minus_mono();
 	int ret = 0;
 	int n = (int)len;
 
@@ -701,7 +735,7 @@ static void release(struct queue *q, int64_t now, bool all)
 	uint32_t run_id = 0;
 	bool run_drop = false, in_run = false;
 	size_t first = q->head, n = 0;
-	int64_t sent;
+	int64_t start, sent;
 
 	while ((p = ring_head(q)) && (all || p->due <= now)) {
 		if (in_run && p->drop != run_drop)
@@ -715,8 +749,13 @@ static void release(struct queue *q, int64_t now, bool all)
 	if (!in_run)
 		return;
 	put_verdict(q, run_id, run_drop);
+	start = mono_ns();
 	flush_send(q);
 	sent = mono_ns();
+	q->st.sends++;
+	q->st.send_sum += sent - start;
+	if (sent - start > q->st.send_max)
+		q->st.send_max = sent - start;
 	for (size_t i = 0; i < n; i++) {
 		p = &q->ring[(first + i) & (q->cap - 1)];
 		if (p->drop)
@@ -813,6 +852,8 @@ static void print_stats(const char *event)
 		  ", \"read_lag_mean_ms\": %.6f, \"read_lag_max_ms\": %.6f"
 		  ", \"gso\": %" PRIu64 ", \"gso_enabled\": %s, \"enobufs\": %"
 		  PRIu64 ", \"verdict_errors\": %" PRIu64
+		  ", \"sends\": %" PRIu64 ", \"send_mean_ms\": %.6f"
+		  ", \"send_max_ms\": %.6f"
 		  ", \"kernel_queue_total\": %u, \"kernel_queue_dropped\": %u"
 		  ", \"kernel_user_dropped\": %u}",
 		  i ? ", " : "", q->num, q->delay_ms, q->loss_pct, s->packets,
@@ -820,8 +861,9 @@ static void print_stats(const char *event)
 		  opt_late_ms, mean, ms(s->late_max), s->late_sum, q->len,
 		  s->max_pending, s->kernel_ts, s->kernel_ts_rejected, lag,
 		  ms(s->read_lag_max), s->gso, q->gso ? "true" : "false",
-		  s->enobufs, s->verdict_errors, k.total, k.dropped,
-		  k.user_dropped);
+		  s->enobufs, s->verdict_errors, s->sends,
+		  s->sends ? ms(s->send_sum) / (double)s->sends : 0,
+		  ms(s->send_max), k.total, k.dropped, k.user_dropped);
 	}
 	J("]}");
 #undef J
