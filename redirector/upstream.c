@@ -234,11 +234,12 @@ int upstream_connect(const struct upstream *u, const struct upstream_server *s,
 	(void)set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, 6);
 	/* Fast Open: connect() returns at once and the SYN leaves with the
 	 * first write, carrying it (with a cookie from an earlier connection;
-	 * without one, a normal SYN asks for a cookie). */
-	if (fast_open && set_int(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1) < 0) {
-		*what = "setsockopt(TCP_FASTOPEN_CONNECT)";
-		goto fail;
-	}
+	 * without one, a normal SYN asks for a cookie).
+	 * Refused (EOPNOTSUPP) without the client bit of net.ipv4.tcp_fastopen,
+	 * which the daemon warns about at start: the connection just goes
+	 * without it. */
+	if (fast_open)
+		(void)set_int(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1);
 	if (connect(fd, &s->addr.sa, addr_len(&s->addr)) < 0 &&
 	    errno != EINPROGRESS) {
 		*what = "connect";

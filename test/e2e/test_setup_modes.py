@@ -215,3 +215,46 @@ def test_first_bytes_wait_and_server_first_ports(topology, socks, mpredir):
     res = clients.banner(topology, "lan", T.DST4, send=1000)
     assert res["ok"], res
     assert "takes a pipelined" in m.log()
+
+
+def test_pool_warm_connections_have_their_subflows(topology, socks, mpredir):
+    """Warm connections are full MPTCP connections: their second subflow
+    (over wan2) joins before any flow uses them."""
+    before = topology.nstat("srv")
+    start(mpredir, "pool", [socks["dante-none"]], pool={"size": 2})
+    topology.wait_until(
+        lambda: T.Topology.delta(before, topology.nstat("srv"),
+                                 "MPTcpExtMPJoinSynRx")["MPTcpExtMPJoinSynRx"]
+        >= 2, timeout=5, what="subflows of the warm connections")
+
+
+def test_idle_pool_drains_and_goes_quiet(topology, socks, mpredir):
+    """Unused for keep_warm_s, the pool stops replacing expired warm
+    connections: an idle router opens no more connections."""
+    start(mpredir, "pool", [socks["dante-none"]],
+          pool={"size": 2, "lifetime_s": 1, "keep_warm_s": 2})
+
+    def opened():
+        return topology.nstat("srv").get("MPTcpExtMPCapableSYNRX", 0)
+
+    time.sleep(3.5)  # the pool is used for nothing: past keep_warm_s
+    quiet_from = opened()
+    time.sleep(2.5)  # more than two lifetimes: nothing replaced
+    assert opened() == quiet_from
+    # a flow wakes it up again: it refills
+    assert clients.fetch(topology, "lan",
+                         clients.bytes_url(T.DST4, 1000)).ok(1000)
+    topology.wait_until(lambda: opened() >= quiet_from + 3, timeout=5,
+                        what="refill after use")
+
+
+def test_fast_open_sysctl_warning(topology, socks, mpredir):
+    old = topology.run("rtr", ["sysctl", "-n", "net.ipv4.tcp_fastopen"]).stdout
+    topology.sysctl("rtr", **{"net.ipv4.tcp_fastopen": 0})
+    try:
+        m = start(mpredir, "fastopen", [socks["dante-none"]])
+        assert "net.ipv4.tcp_fastopen is 0, without the client bit" in m.log()
+        assert clients.fetch(topology, "lan",
+                             clients.bytes_url(T.DST4, 1000)).ok(1000)
+    finally:
+        topology.sysctl("rtr", **{"net.ipv4.tcp_fastopen": int(old)})
