@@ -24,13 +24,14 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=all
 
 # Modules of the daemon (redirector/X.c). main.c holds main().
-MODULES := log config socks5 addr origdst upstream pool relay flow listener
+MODULES := log config socks5 addr origdst upstream pool relay flow listener nl ifaddrs route fw capture
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.
-UNITS := socks5 config
+UNITS := socks5 config fw
 UNIT_DEPS_socks5 := socks5
-UNIT_DEPS_config := config log
+UNIT_DEPS_config := config log addr
+UNIT_DEPS_fw := fw log addr
 
 BUILD := build
 
@@ -38,7 +39,7 @@ BUILD := build
 Q := $(if $(V),,@)
 
 .PHONY: all clean install test test-unit test-e2e test-asan check deps demo \
-        bench asan test-unit-asan test-e2e-asan test-valgrind tools
+        bench bench-setup asan test-unit-asan test-e2e-asan test-valgrind tools
 all: redirector/mpredir
 
 # --- plain build --------------------------------------------------------
@@ -117,6 +118,11 @@ demo: deps all
 
 bench: deps all tools
 	$(PYTHON) test/bench/bench.py
+
+# Time to first byte per connection setup mode (doc/benchmarks.md, section
+# between the bench-setup markers, and doc/bench-setup.png).
+bench-setup: deps all tools
+	$(PYTHON) test/bench/bench_setup.py
 
 install: redirector/mpredir
 	install -D -m 0755 redirector/mpredir $(DESTDIR)$(PREFIX)/sbin/mpredir

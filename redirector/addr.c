@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 socklen_t addr_len(const union sockaddr_any *a)
@@ -76,5 +77,57 @@ int addr_parse(const char *ip, uint16_t port, union sockaddr_any *out)
 		out->in6.sin6_port = htons(port);
 		return 0;
 	}
+	return -EINVAL;
+}
+
+void addr_prefix_mask(struct addr_prefix *p)
+{
+	unsigned max = p->family == AF_INET ? 32 : 128;
+
+	for (unsigned bit = p->len; bit < max; bit++)
+		p->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+}
+
+int addr_prefix_parse(const char *s, struct addr_prefix *p)
+{
+	char ip[INET6_ADDRSTRLEN];
+	const char *slash;
+	size_t iplen;
+	unsigned max, len;
+
+	memset(p, 0, sizeof(*p));
+	if (!s)
+		return -EINVAL;
+	slash = strchr(s, '/');
+	iplen = slash ? (size_t)(slash - s) : strlen(s);
+	if (iplen == 0 || iplen >= sizeof(ip))
+		return -EINVAL;
+	memcpy(ip, s, iplen);
+	ip[iplen] = '\0';
+	if (inet_pton(AF_INET, ip, p->addr) == 1)
+		p->family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, p->addr) == 1)
+		p->family = AF_INET6;
+	else
+		goto bad;
+	max = p->family == AF_INET ? 32 : 128;
+	len = max;
+	if (slash) {
+		/* 1 to 3 decimal digits, nothing else ("/", "/+8", "/08x"). */
+		const char *d = slash + 1;
+		size_t nd = strspn(d, "0123456789");
+		if (nd == 0 || nd > 3 || d[nd] != '\0')
+			goto bad;
+		len = 0;
+		for (size_t i = 0; i < nd; i++)
+			len = len * 10 + (unsigned)(d[i] - '0');
+		if (len > max)
+			goto bad;
+	}
+	p->len = (uint8_t)len;
+	addr_prefix_mask(p);
+	return 0;
+bad:
+	memset(p, 0, sizeof(*p));
 	return -EINVAL;
 }

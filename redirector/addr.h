@@ -27,4 +27,18 @@ bool addr_equal(const union sockaddr_any *a, const union sockaddr_any *b);
 /* An IP literal (v4 or v6, no brackets) and a port; 0 or -EINVAL. */
 int addr_parse(const char *ip, uint16_t port, union sockaddr_any *out);
 
+/* An IPv4 or IPv6 prefix; addr in network byte order (IPv4 in the first 4
+ * bytes), bits beyond len cleared. */
+struct addr_prefix {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	uint8_t len;
+};
+
+/* "192.0.2.0/24", "2001:db8::/32", or a bare address (full length).
+ * 0 or -EINVAL. */
+int addr_prefix_parse(const char *s, struct addr_prefix *p);
+/* Clear the bits beyond p->len. */
+void addr_prefix_mask(struct addr_prefix *p);
+
 #endif

@@ -591,31 +591,41 @@ static bool parse_mark_string(const char *s, uint32_t *out)
 	return true;
 }
 
-static void k_mark(struct ctx *c, const char *path, struct json_object *v,
-		   struct config *cfg, void *arg)
+/* A 32-bit mark: an integer, or a string in decimal or "0x" hexadecimal. */
+static bool get_mark(struct ctx *c, const char *path, struct json_object *v,
+		     uint32_t *out)
 {
 	if (json_object_is_type(v, json_type_string)) {
 		const char *s;
 		size_t len;
 		if (!get_str(c, path, v, &s, &len))
-			return;
-		if (!parse_mark_string(s, &cfg->mark)) {
+			return false;
+		if (!parse_mark_string(s, out)) {
 			char *sh = shown(s, len, MAX_SHOWN);
 			add_err(c, path, "\"%s\" is not a mark (0-4294967295, "
 				"decimal or hexadecimal like \"0x4d50\")", sh);
 			shown_free(sh);
+			return false;
 		}
-		return;
+		return true;
 	}
 	if (json_object_is_type(v, json_type_int) ||
 	    json_object_is_type(v, json_type_double)) {
 		int64_t n;
-		if (get_int(c, path, v, 0, UINT32_MAX, false, &n))
-			cfg->mark = (uint32_t)n;
-		return;
+		if (!get_int(c, path, v, 0, UINT32_MAX, false, &n))
+			return false;
+		*out = (uint32_t)n;
+		return true;
 	}
 	add_err(c, path, "expected an integer or a string like \"0x4d50\", "
 		"got %s", type_name(v));
+	return false;
+}
+
+static void k_mark(struct ctx *c, const char *path, struct json_object *v,
+		   struct config *cfg, void *arg)
+{
+	get_mark(c, path, v, &cfg->mark);
 }
 
 static void k_mptcp(struct ctx *c, const char *path, struct json_object *v,
@@ -774,6 +784,193 @@ static const struct key_def relay_keys[] = {
 	{ NULL, NULL },
 };
 
+/* firewall */
+static void k_fw_enabled(struct ctx *c, const char *path, struct json_object *v,
+			 struct config *cfg, void *arg)
+{
+	get_bool(c, path, v, &cfg->fw_enabled);
+}
+
+static void k_fw_mode(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg, void *arg)
+{
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	if (strcmp(str, "redirect") == 0) {
+		cfg->fw_mode = CONFIG_FW_REDIRECT;
+	} else if (strcmp(str, "tproxy") == 0) {
+		cfg->fw_mode = CONFIG_FW_TPROXY;
+	} else {
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not \"redirect\" or \"tproxy\"", sh);
+		shown_free(sh);
+	}
+}
+
+/* An array of at most max elements: calls fn(c, "path[i]", element, i). */
+static bool each_element(struct ctx *c, const char *path, struct json_object *v,
+			 size_t max, const char *what,
+			 void (*fn)(struct ctx *, const char *,
+				    struct json_object *, struct config *),
+			 struct config *cfg)
+{
+	if (!json_object_is_type(v, json_type_array)) {
+		add_err(c, path, "expected an array of %s, got %s", what,
+			type_name(v));
+		return false;
+	}
+	size_t n = json_object_array_length(v);
+	if (n > max) {
+		add_err(c, path, "%zu %s, at most %zu are allowed", n, what, max);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *p = path_index(path, i);
+		if (!p) {
+			add_err(c, path, "out of memory");
+			return false;
+		}
+		fn(c, p, json_object_array_get_idx(v, i), cfg);
+		free(p);
+	}
+	return true;
+}
+
+static void lan_iface(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg)
+{
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	/* IFNAMSIZ is 16 with the terminating NUL; no '/', no spaces */
+	if (len < 1 || len > 15 || strpbrk(str, "/ \t\n:")) {
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an interface name (1-15 "
+			"characters, no '/', ':' or spaces)", sh);
+		shown_free(sh);
+		return;
+	}
+	char **slot = &cfg->fw_lan_ifaces[cfg->n_fw_lan_ifaces];
+	if (keep(c, path, slot, str))
+		cfg->n_fw_lan_ifaces++;
+}
+
+static void k_fw_lan_ifaces(struct ctx *c, const char *path,
+			    struct json_object *v, struct config *cfg, void *arg)
+{
+	for (size_t i = 0; i < cfg->n_fw_lan_ifaces; i++) {
+		free(cfg->fw_lan_ifaces[i]);
+		cfg->fw_lan_ifaces[i] = NULL;
+	}
+	cfg->n_fw_lan_ifaces = 0;
+	if (each_element(c, path, v, CONFIG_MAX_LAN_IFACES, "interface names",
+			 lan_iface, cfg) &&
+	    json_object_array_length(v) == 0)
+		add_err(c, path, "at least one interface is required");
+}
+
+static void bypass_prefix(struct ctx *c, const char *path,
+			  struct json_object *v, struct config *cfg)
+{
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	if (addr_prefix_parse(str, &cfg->fw_bypass[cfg->n_fw_bypass]) < 0) {
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an IPv4 or IPv6 address or "
+			"prefix (like \"192.0.2.0/24\")", sh);
+		shown_free(sh);
+		return;
+	}
+	cfg->n_fw_bypass++;
+}
+
+static void k_fw_bypass(struct ctx *c, const char *path, struct json_object *v,
+			struct config *cfg, void *arg)
+{
+	each_element(c, path, v, CONFIG_MAX_BYPASS, "prefixes", bypass_prefix,
+		     cfg);
+}
+
+static void bypass_port(struct ctx *c, const char *path, struct json_object *v,
+			struct config *cfg)
+{
+	if (get_port(c, path, v, &cfg->fw_bypass_ports[cfg->n_fw_bypass_ports]))
+		cfg->n_fw_bypass_ports++;
+}
+
+static void k_fw_bypass_ports(struct ctx *c, const char *path,
+			      struct json_object *v, struct config *cfg, void *arg)
+{
+	each_element(c, path, v, CONFIG_MAX_BYPASS_PORTS, "ports", bypass_port,
+		     cfg);
+}
+
+static void k_fw_router_traffic(struct ctx *c, const char *path,
+				struct json_object *v, struct config *cfg,
+				void *arg)
+{
+	get_bool(c, path, v, &cfg->fw_router_traffic);
+}
+
+static void k_fw_block_quic(struct ctx *c, const char *path,
+			    struct json_object *v, struct config *cfg, void *arg)
+{
+	get_bool(c, path, v, &cfg->fw_block_quic);
+}
+
+static void k_fw_tproxy_mark(struct ctx *c, const char *path,
+			     struct json_object *v, struct config *cfg, void *arg)
+{
+	uint32_t m;
+	if (!get_mark(c, path, v, &m))
+		return;
+	if (m == 0) {
+		add_err(c, path, "0 is not a usable mark");
+		return;
+	}
+	cfg->fw_tproxy_mark = m;
+}
+
+static void k_fw_tproxy_table(struct ctx *c, const char *path,
+			      struct json_object *v, struct config *cfg,
+			      void *arg)
+{
+	unsigned t;
+	if (!get_uint(c, path, v, 1, 0x7fffffff, &t))
+		return;
+	if (t >= 253 && t <= 255) {
+		add_err(c, path, "%u is a reserved routing table (default, "
+			"main, local)", t);
+		return;
+	}
+	cfg->fw_tproxy_table = t;
+}
+
+static const struct key_def firewall_keys[] = {
+	{ "enabled", k_fw_enabled },
+	{ "mode", k_fw_mode },
+	{ "lan_interfaces", k_fw_lan_ifaces },
+	{ "bypass", k_fw_bypass },
+	{ "bypass_ports", k_fw_bypass_ports },
+	{ "router_traffic", k_fw_router_traffic },
+	{ "block_quic", k_fw_block_quic },
+	{ "tproxy_mark", k_fw_tproxy_mark },
+	{ "tproxy_table", k_fw_tproxy_table },
+	{ NULL, NULL },
+};
+
+static void k_firewall(struct ctx *c, const char *path, struct json_object *v,
+		       struct config *cfg, void *arg)
+{
+	if (is_object(c, path, v))
+		walk(c, path, v, firewall_keys, cfg, NULL);
+}
+
 /* log */
 static void k_log_level(struct ctx *c, const char *path, struct json_object *v,
 			struct config *cfg, void *arg)
@@ -847,6 +1044,7 @@ static const struct key_def top_keys[] = {
 	{ "servers", k_servers },
 	{ "upstream", k_upstream },
 	{ "relay", k_relay },
+	{ "firewall", k_firewall },
 	{ "log", k_log },
 	{ NULL, NULL },
 };
@@ -1036,6 +1234,10 @@ static void config_defaults(struct config *cfg)
 	cfg->pool_size = 2;
 	cfg->pool_lifetime_s = 20;
 	cfg->pool_keep_warm_s = 300;
+	cfg->fw_enabled = true;
+	cfg->fw_block_quic = true;
+	cfg->fw_tproxy_mark = 0x4d51;
+	cfg->fw_tproxy_table = 0x4d51;
 	cfg->idle_timeout_s = 3600;
 	cfg->half_close_timeout_s = 120;
 	cfg->max_flows = 4096;
@@ -1123,6 +1325,21 @@ static struct config *parse(struct ctx *c, const char *text, size_t len)
 	for (size_t i = 0; i < cfg->n_servers; i++)
 		if (!cfg->servers[i].pipeline_set)
 			cfg->servers[i].pipeline = cfg->pipeline;
+	if (!cfg->n_fw_lan_ifaces && !c->n_errors &&
+	    keep(c, "firewall.lan_interfaces", &cfg->fw_lan_ifaces[0], "br-lan"))
+		cfg->n_fw_lan_ifaces = 1;
+	if (cfg->fw_enabled && cfg->mark == 0)
+		add_err(c, "upstream.mark", "0 cannot be used with the firewall "
+			"enabled: the daemon's own connections must carry a "
+			"mark that the rules skip");
+	if (cfg->fw_enabled && cfg->fw_mode == CONFIG_FW_TPROXY &&
+	    cfg->fw_tproxy_mark == cfg->mark)
+		add_err(c, "firewall.tproxy_mark", "must differ from "
+			"upstream.mark");
+	if (cfg->fw_router_traffic && cfg->fw_mode == CONFIG_FW_TPROXY)
+		add_err(c, "firewall.router_traffic", "only with mode "
+			"\"redirect\" (tproxy cannot capture the router's own "
+			"traffic)");
 	json_object_put(root);
 	if (c->n_errors) {
 		config_free(cfg);
@@ -1216,5 +1433,7 @@ void config_free(struct config *cfg)
 		}
 	}
 	free(cfg->servers);
+	for (size_t i = 0; i < cfg->n_fw_lan_ifaces; i++)
+		free(cfg->fw_lan_ifaces[i]);
 	free(cfg);
 }

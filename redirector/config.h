@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "log.h"
 
 #define CONFIG_DEFAULT_LISTEN_ADDRESS "::"
@@ -29,6 +30,11 @@ struct config_server {
 };
 
 #define CONFIG_MAX_SERVER_FIRST_PORTS 64
+#define CONFIG_MAX_BYPASS_PORTS 64
+#define CONFIG_MAX_BYPASS 256
+#define CONFIG_MAX_LAN_IFACES 16
+
+enum config_fw_mode { CONFIG_FW_REDIRECT, CONFIG_FW_TPROXY };
 
 struct config {
 	/* listen */
@@ -56,6 +62,19 @@ struct config {
 	unsigned half_close_timeout_s; /* idle after one side ended, default 120 */
 	unsigned max_flows;            /* default 4096 */
 	unsigned buffer_size;          /* bytes per direction, default 65536 */
+	/* firewall: the daemon's own nftables table */
+	bool fw_enabled;               /* default true */
+	enum config_fw_mode fw_mode;   /* default redirect */
+	char *fw_lan_ifaces[CONFIG_MAX_LAN_IFACES]; /* default "br-lan" */
+	size_t n_fw_lan_ifaces;
+	struct addr_prefix fw_bypass[CONFIG_MAX_BYPASS]; /* the user's list */
+	size_t n_fw_bypass;
+	uint16_t fw_bypass_ports[CONFIG_MAX_BYPASS_PORTS];
+	size_t n_fw_bypass_ports;
+	bool fw_router_traffic;        /* default false */
+	bool fw_block_quic;            /* default true */
+	uint32_t fw_tproxy_mark;       /* default 0x4d51 */
+	uint32_t fw_tproxy_table;      /* default 19793 (0x4d51) */
 	/* log */
 	enum log_level log_level;      /* default info */
 };

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "ifaddrs.h"
 #include "log.h"
 #include "origdst.h"
 #include "pool.h"
@@ -738,7 +739,7 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 		close_rst(fd);
 		return;
 	}
-	int rc = origdst_get(fd, &dst, &local);
+	int rc = origdst_get(fd, &dst, &local, env->tproxy);
 	if (rc < 0) {
 		env->stats.refused_origdst++;
 		log_limited(&refuse_limit, ev_now(loop), LOG_LVL_WARN,
@@ -747,7 +748,11 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 		close_rst(fd);
 		return;
 	}
-	if (addr_equal(&dst, &local)) {
+	/* Someone connected straight to the listener: with REDIRECT, nothing
+	 * rewrote the destination; with tproxy, the destination is one of the
+	 * router's own addresses (which the rules never capture). */
+	if (env->tproxy ? ifaddrs_is_local(env->ifaddrs, &dst)
+			: addr_equal(&dst, &local)) {
 		env->stats.refused_self++;
 		log_limited(&refuse_limit, ev_now(loop), LOG_LVL_INFO,
 			    "refusing %s: connected straight to the listener "

@@ -67,8 +67,12 @@ struct flow_stats {
 };
 
 /* What flows share: the current server set and the live flows. */
+struct ifaddrs;
+
 struct flow_env {
 	struct upstream *ups; /* current set; flows take a reference */
+	const struct ifaddrs *ifaddrs; /* the router's addresses */
+	bool tproxy;          /* the listener is transparent */
 	struct flow *flows;
 	unsigned nflows;
 	struct flow_stats stats;

@@ -20,7 +20,8 @@ static int set_int(int fd, int level, int opt, int val)
 }
 
 int listener_open(struct listener *l, struct flow_env *env,
-		  const char *address, uint16_t port, const char **what)
+		  const char *address, uint16_t port, bool transparent,
+		  const char **what)
 {
 	memset(l, 0, sizeof(*l));
 	l->fd = l->reserve_fd = -1;
@@ -44,6 +45,16 @@ int listener_open(struct listener *l, struct flow_env *env,
 	    set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY,
 		    !IN6_IS_ADDR_UNSPECIFIED(&l->addr.in6.sin6_addr)) < 0) {
 		*what = "setsockopt(IPV6_V6ONLY)";
+		goto fail;
+	}
+	/* tproxy: accept connections for any destination address. */
+	if (transparent && l->addr.sa.sa_family == AF_INET6 &&
+	    set_int(fd, SOL_IPV6, IPV6_TRANSPARENT, 1) < 0) {
+		*what = "setsockopt(IPV6_TRANSPARENT)";
+		goto fail;
+	}
+	if (transparent && set_int(fd, SOL_IP, IP_TRANSPARENT, 1) < 0) {
+		*what = "setsockopt(IP_TRANSPARENT)";
 		goto fail;
 	}
 	if (bind(fd, &l->addr.sa, addr_len(&l->addr)) < 0) {

@@ -9,6 +9,7 @@
 #define MPREDIR_LISTENER_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -23,10 +24,12 @@ struct listener {
 	int reserve_fd; /* /dev/null, closed to make room in an fd shortage */
 };
 
-/* Bind and listen on address:port ("::" = dual-stack). Returns 0, or -errno
- * with *what naming the failing call. Does not start accepting. */
+/* Bind and listen on address:port ("::" = dual-stack), with IP_TRANSPARENT
+ * for tproxy when `transparent`. Returns 0, or -errno with *what naming
+ * the failing call. Does not start accepting. */
 int listener_open(struct listener *l, struct flow_env *env,
-		  const char *address, uint16_t port, const char **what);
+		  const char *address, uint16_t port, bool transparent,
+		  const char **what);
 void listener_start(struct ev_loop *loop, struct listener *l);
 /* Stop accepting and close the socket (idempotent). */
 void listener_close(struct ev_loop *loop, struct listener *l);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* main: command line, start and stop order, signals, reload. */
 #include <ev.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "capture.h"
 #include "config.h"
 #include "flow.h"
 #include "listener.h"
@@ -21,6 +23,8 @@ struct daemon {
 	const char *config_path;
 	struct flow_env env;
 	struct listener listener;
+	struct ifaddrs *ifaddrs;
+	struct capture *capture; /* NULL when firewall.enabled is false */
 	ev_signal sig_term, sig_int, sig_hup;
 };
 
@@ -111,13 +115,36 @@ static int open_listener(struct daemon *d, struct listener *l,
 {
 	const char *what = "";
 	int rc = listener_open(l, &d->env, cfg->listen_address,
-			       cfg->listen_port, &what);
+			       cfg->listen_port,
+			       cfg->fw_mode == CONFIG_FW_TPROXY, &what);
 	if (rc < 0) {
 		log_error("listen on %s port %u: %s: %s", cfg->listen_address,
 			  cfg->listen_port, what, strerror(-rc));
 		return -1;
 	}
 	return 0;
+}
+
+static void on_addresses(struct ifaddrs *ia, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->capture)
+		capture_addresses_changed(d->capture);
+}
+
+/* Bring the capture (nftables table, tproxy routes) in line with ups. */
+static int set_capture(struct daemon *d, const struct upstream *ups)
+{
+	if (!ups->cfg->fw_enabled) {
+		capture_stop(d->capture);
+		d->capture = NULL;
+		return 0;
+	}
+	if (d->capture)
+		return capture_reload(d->capture, ups);
+	d->capture = capture_start(d->loop, ups, d->ifaddrs);
+	return d->capture ? 0 : -1;
 }
 
 static void reload(struct daemon *d)
@@ -130,7 +157,8 @@ static void reload(struct daemon *d)
 	}
 	const struct config *old = d->env.ups->cfg;
 	bool relisten = strcmp(old->listen_address, cfg->listen_address) != 0 ||
-			old->listen_port != cfg->listen_port;
+			old->listen_port != cfg->listen_port ||
+			old->fw_mode != cfg->fw_mode;
 	struct listener l;
 	if (relisten && open_listener(d, &l, cfg) < 0) {
 		log_error("reload refused: keeping the running configuration");
@@ -138,8 +166,9 @@ static void reload(struct daemon *d)
 		return;
 	}
 	struct upstream *ups = upstream_new(cfg);
-	if (!ups || apply(d, cfg) < 0 || pool_start_all(d->loop, ups) < 0) {
-		log_error("reload refused: out of memory");
+	if (!ups || apply(d, cfg) < 0 || set_capture(d, ups) < 0 ||
+	    pool_start_all(d->loop, ups) < 0) {
+		log_error("reload refused: keeping the running configuration");
 		if (ups) {
 			pool_stop_all(ups);
 			upstream_unref(ups);
@@ -148,6 +177,7 @@ static void reload(struct daemon *d)
 		}
 		if (relisten)
 			listener_close(d->loop, &l);
+		apply(d, d->env.ups->cfg);
 		return;
 	}
 	if (relisten) {
@@ -155,6 +185,7 @@ static void reload(struct daemon *d)
 		d->listener = l;
 		listener_start(d->loop, &d->listener);
 	}
+	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
 	pool_stop_all(d->env.ups);
 	upstream_unref(d->env.ups);
 	d->env.ups = ups;
@@ -186,6 +217,54 @@ static void start_signal(struct daemon *d, ev_signal *w, int signum)
 	ev_unref(d->loop); /* signals alone do not keep the loop alive */
 }
 
+/* Undo whatever start() did, in reverse order; safe at any point. */
+static void stop(struct daemon *d)
+{
+	if (d->sig_term.cb)
+		for (ev_signal *w = &d->sig_term; w <= &d->sig_hup; w++) {
+			ev_ref(d->loop);
+			ev_signal_stop(d->loop, w);
+		}
+	listener_close(d->loop, &d->listener);
+	flow_close_all(d->loop, &d->env);
+	capture_stop(d->capture);
+	ifaddrs_close(d->ifaddrs);
+	if (d->env.ups) {
+		pool_stop_all(d->env.ups);
+		upstream_unref(d->env.ups);
+	}
+	relay_set_buffer_size(0);
+	ev_loop_destroy(d->loop);
+}
+
+static int start(struct daemon *d, struct config *cfg)
+{
+	d->listener.fd = -1;
+	d->env.ups = upstream_new(cfg);
+	if (!d->env.ups) {
+		log_error("out of memory");
+		config_free(cfg);
+		return -1;
+	}
+	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
+	d->ifaddrs = ifaddrs_open(d->loop, on_addresses, d);
+	if (!d->ifaddrs) {
+		log_error("router addresses (rtnetlink): %s", strerror(errno));
+		return -1;
+	}
+	d->env.ifaddrs = d->ifaddrs;
+	if (apply(d, cfg) < 0 || open_listener(d, &d->listener, cfg) < 0 ||
+	    set_capture(d, d->env.ups) < 0 ||
+	    pool_start_all(d->loop, d->env.ups) < 0)
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	start_signal(d, &d->sig_term, SIGTERM);
+	start_signal(d, &d->sig_int, SIGINT);
+	start_signal(d, &d->sig_hup, SIGHUP);
+	listener_start(d->loop, &d->listener);
+	return 0;
+}
+
 static int run(const char *path, bool use_syslog)
 {
 	struct daemon d = { .config_path = path };
@@ -200,40 +279,16 @@ static int run(const char *path, bool use_syslog)
 		config_free(cfg);
 		return 1;
 	}
-	d.env.ups = upstream_new(cfg);
-	if (!d.env.ups) {
-		log_error("out of memory");
-		config_free(cfg);
+	if (start(&d, cfg) < 0) {
+		stop(&d);
 		return 1;
 	}
-	if (apply(&d, cfg) < 0 || open_listener(&d, &d.listener, cfg) < 0 ||
-	    pool_start_all(d.loop, d.env.ups) < 0) {
-		pool_stop_all(d.env.ups);
-		upstream_unref(d.env.ups);
-		return 1;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	start_signal(&d, &d.sig_term, SIGTERM);
-	start_signal(&d, &d.sig_int, SIGINT);
-	start_signal(&d, &d.sig_hup, SIGHUP);
-	listener_start(d.loop, &d.listener);
-
 	char a[ADDR_STRLEN];
 	log_info("mpredir %s listening on %s, %zu server(s), upstream %s",
 		 MPREDIR_VERSION, addr_fmt(&d.listener.addr, a, sizeof(a)),
 		 cfg->n_servers, cfg->mptcp ? "MPTCP" : "TCP");
 	ev_run(d.loop, 0);
-
-	for (ev_signal *w = &d.sig_term; w <= &d.sig_hup; w++) {
-		ev_ref(d.loop);
-		ev_signal_stop(d.loop, w);
-	}
-	listener_close(d.loop, &d.listener);
-	flow_close_all(d.loop, &d.env);
-	pool_stop_all(d.env.ups);
-	upstream_unref(d.env.ups);
-	relay_set_buffer_size(0);
-	ev_loop_destroy(d.loop);
+	stop(&d);
 	log_info("stopped");
 	return 0;
 }

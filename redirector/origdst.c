@@ -6,13 +6,18 @@
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <string.h>
 
-int origdst_get(int fd, union sockaddr_any *dst, union sockaddr_any *local)
+int origdst_get(int fd, union sockaddr_any *dst, union sockaddr_any *local,
+		bool tproxy)
 {
 	socklen_t len = sizeof(*local);
 
 	if (getsockname(fd, &local->sa, &len) < 0)
 		return -errno;
 	addr_unmap(local);
+	if (tproxy) {
+		*dst = *local;
+		return 0;
+	}
 	memset(dst, 0, sizeof(*dst));
 	if (local->sa.sa_family == AF_INET) {
 		len = sizeof(dst->in4);

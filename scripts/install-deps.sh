@@ -12,6 +12,8 @@ PACKAGES=(
 	# end-to-end tests
 	dante-server microsocks mptcpize curl iperf3 nftables iptables iproute2
 	python3 python3-pytest procps passwd util-linux valgrind
+	# benchmarks (make bench-setup)
+	redsocks python3-matplotlib
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -78,17 +80,20 @@ apt-get "${apt_opts[@]}" install -y --no-install-recommends \
 cleanup
 own_policy=0
 
-# The tests run their own danted instances inside network namespaces; a
-# system danted (enabled by the package) is of no use to them. Stop and
-# disable it if it was installed just now.
+# The tests run their own danted (and the benchmarks their own redsocks)
+# inside network namespaces; a system service (enabled by the package) is of
+# no use to them. Stop and disable it if it was installed just now.
 for p in "${missing[@]}"; do
-	if [ "$p" = dante-server ]; then
-		if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-			systemctl disable --now danted.service >/dev/null 2>&1 || true
-		elif [ -x /etc/init.d/danted ]; then
-			/etc/init.d/danted stop >/dev/null 2>&1 || true
-			update-rc.d danted disable >/dev/null 2>&1 || true
-		fi
+	case "$p" in
+	dante-server) svc=danted ;;
+	redsocks) svc=redsocks ;;
+	*) continue ;;
+	esac
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
+	elif [ -x "/etc/init.d/$svc" ]; then
+		"/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+		update-rc.d "$svc" disable >/dev/null 2>&1 || true
 	fi
 done
 

@@ -64,6 +64,11 @@ class Mpredir:
         Mpredir._seq += 1
         self.topo = topology
         self.config = copy.deepcopy(config)
+        if load_rules:
+            # the test loads the reference ruleset itself: the daemon must
+            # not install its own table over it
+            self.config.setdefault("firewall", {}).setdefault("enabled",
+                                                              False)
         self.binary = binary or binary_path()
         self.ns = ns
         self.name = name or "mpredir-%d" % Mpredir._seq

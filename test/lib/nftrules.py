@@ -38,10 +38,11 @@ def render(lan_ifaces=(T.RTR_LAN_IF,), port=1088, servers=(T.SERVICE4,),
           if ipaddress.ip_address(a).version == 4]
     v6 = [str(ipaddress.ip_address(a)) for a in servers
           if ipaddress.ip_address(a).version == 6]
+    # the servers go into the bypass sets, as the daemon puts them
     if v4:
-        cmds.append("add element %s servers4 { %s }" % (TABLE, ", ".join(v4)))
+        cmds.append("add element %s bypass4 { %s }" % (TABLE, ", ".join(v4)))
     if v6:
-        cmds.append("add element %s servers6 { %s }" % (TABLE, ", ".join(v6)))
+        cmds.append("add element %s bypass6 { %s }" % (TABLE, ", ".join(v6)))
     return text + "\n" + "\n".join(cmds) + "\n"
 
 

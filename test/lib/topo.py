@@ -307,6 +307,19 @@ class Topology:
                               "burst", str(burst),
                               "latency", "%dms" % latency_ms])
 
+    def qdisc_drops(self, links=WAN_IFS):
+        """Packets dropped so far by the root qdiscs (tbf) of the WAN links,
+        both ends: {(ns, dev): drops}; take deltas. A GSO packet counts as
+        one."""
+        out = {}
+        for ns in ("rtr", "srv"):
+            for dev in links:
+                r = self.run(ns, ["tc", "-s", "-j", "qdisc", "show", "dev",
+                                  dev, "root"])
+                q = json.loads(r.stdout or "[]")
+                out[(ns, dev)] = q[0].get("drops", 0) if q else 0
+        return out
+
     def unshape_wan(self, links=WAN_IFS):
         for ns in ("rtr", "srv"):
             for dev in links:

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
 #include "check.h"
 #include "config.h"
 
@@ -213,7 +215,10 @@ static void test_range_edges(void)
 		     "'handshake_timeout_ms':7000}"));
 	ACCEPTS(WITH("'upstream':{'server_backoff_s':1}"));
 	ACCEPTS(WITH("'upstream':{'server_backoff_s':3600}"));
-	ACCEPTS(WITH("'upstream':{'mark':0}"));
+	ACCEPTS(WITH("'upstream':{'mark':0},'firewall':{'enabled':false}"));
+	REJECTS(WITH("'upstream':{'mark':0}"),
+		"upstream.mark: 0 cannot be used with the firewall enabled: the "
+		"daemon's own connections must carry a mark that the rules skip");
 	ACCEPTS(WITH("'upstream':{'mark':4294967295}"));
 	ACCEPTS(WITH("'relay':{'idle_timeout_s':10,'half_close_timeout_s':1,"
 		     "'max_flows':1,'buffer_size':4096}"));
@@ -474,7 +479,9 @@ static uint32_t mark_of(const char *value)
 {
 	char doc[256];
 	struct config_errors errs = { 0 };
-	snprintf(doc, sizeof(doc), WITH("'upstream':{'mark':%s}"), value);
+	snprintf(doc, sizeof(doc),
+		 WITH("'upstream':{'mark':%s},'firewall':{'enabled':false}"),
+		 value);
 	struct config *cfg = parse(doc, &errs);
 	uint32_t m = cfg ? cfg->mark : 0xdeadbeef;
 	if (!cfg)
@@ -604,6 +611,69 @@ static void test_setup_keys(void)
 		"upstream.pool.keep_warm_s: 86401 is out of range (0-86400)");
 	REJECTS(WITH("'upstream':{'pool':{'warm':true}}"),
 		"upstream.pool.warm: unknown key");
+}
+
+static void test_firewall(void)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = parse(WITH("'firewall':{}"), &errs);
+	CHECK(cfg && cfg->fw_enabled && cfg->fw_mode == CONFIG_FW_REDIRECT);
+	CHECK(cfg && cfg->n_fw_lan_ifaces == 1 &&
+	      strcmp(cfg->fw_lan_ifaces[0], "br-lan") == 0);
+	CHECK(cfg && cfg->fw_block_quic && !cfg->fw_router_traffic);
+	CHECK(cfg && cfg->fw_tproxy_mark == 0x4d51 &&
+	      cfg->fw_tproxy_table == 0x4d51);
+	config_free(cfg);
+
+	cfg = parse(WITH("'firewall':{'enabled':true,'mode':'tproxy',"
+			 "'lan_interfaces':['lan0','wlan0'],"
+			 "'bypass':['192.0.2.77/24','2001:db8::1','10.0.0.1'],"
+			 "'bypass_ports':[22,8443],'block_quic':false,"
+			 "'tproxy_mark':'0x10','tproxy_table':100}"), &errs);
+	CHECK(cfg && cfg->fw_mode == CONFIG_FW_TPROXY);
+	CHECK(cfg && cfg->n_fw_lan_ifaces == 2 &&
+	      strcmp(cfg->fw_lan_ifaces[1], "wlan0") == 0);
+	CHECK(cfg && cfg->n_fw_bypass == 3 && cfg->fw_bypass[0].len == 24 &&
+	      cfg->fw_bypass[0].addr[3] == 0 && cfg->fw_bypass[1].len == 128 &&
+	      cfg->fw_bypass[2].family == AF_INET);
+	CHECK(cfg && cfg->n_fw_bypass_ports == 2 &&
+	      cfg->fw_bypass_ports[1] == 8443);
+	CHECK(cfg && !cfg->fw_block_quic && cfg->fw_tproxy_mark == 0x10 &&
+	      cfg->fw_tproxy_table == 100);
+	CHECK(errs.n == 0);
+	config_free(cfg);
+
+	REJECTS(WITH("'firewall':{'mode':'nat'}"),
+		"firewall.mode: \"nat\" is not \"redirect\" or \"tproxy\"");
+	REJECTS(WITH("'firewall':{'lan_interfaces':[]}"),
+		"firewall.lan_interfaces: at least one interface is required");
+	REJECTS(WITH("'firewall':{'lan_interfaces':'br-lan'}"),
+		"firewall.lan_interfaces: expected an array of interface names, "
+		"got string");
+	REJECTS(WITH("'firewall':{'lan_interfaces':['a-very-long-name0']}"),
+		"firewall.lan_interfaces[0]: \"a-very-long-name0\" is not an "
+		"interface name (1-15 characters, no '/', ':' or spaces)");
+	REJECTS(WITH("'firewall':{'bypass':['192.0.2.0/33']}"),
+		"firewall.bypass[0]: \"192.0.2.0/33\" is not an IPv4 or IPv6 "
+		"address or prefix (like \"192.0.2.0/24\")");
+	REJECTS(WITH("'firewall':{'bypass':['example.com']}"),
+		"firewall.bypass[0]: \"example.com\" is not an IPv4 or IPv6 "
+		"address or prefix (like \"192.0.2.0/24\")");
+	REJECTS(WITH("'firewall':{'bypass_ports':[0]}"),
+		"firewall.bypass_ports[0]: 0 is not a port (1-65535)");
+	REJECTS(WITH("'firewall':{'router_traffic':'yes'}"),
+		"firewall.router_traffic: expected a boolean, got string");
+	REJECTS(WITH("'firewall':{'mode':'tproxy','router_traffic':true}"),
+		"firewall.router_traffic: only with mode \"redirect\" (tproxy "
+		"cannot capture the router's own traffic)");
+	REJECTS(WITH("'firewall':{'mode':'tproxy','tproxy_mark':'0x4d50'}"),
+		"firewall.tproxy_mark: must differ from upstream.mark");
+	REJECTS(WITH("'firewall':{'tproxy_mark':0}"),
+		"firewall.tproxy_mark: 0 is not a usable mark");
+	REJECTS(WITH("'firewall':{'tproxy_table':254}"),
+		"firewall.tproxy_table: 254 is a reserved routing table "
+		"(default, main, local)");
+	REJECTS(WITH("'firewall':{'bogus':1}"), "firewall.bogus: unknown key");
 }
 
 static void test_mark(void)
@@ -1049,6 +1119,7 @@ int main(void)
 	test_password_never_shown();
 	test_upstream();
 	test_setup_keys();
+	test_firewall();
 	test_mark();
 	test_relay();
 	test_log();
