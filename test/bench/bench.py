@@ -385,6 +385,7 @@ TCP segment carries 1448 bytes of data in a 1514-byte frame (timestamps
 on), an MPTCP segment 1420 (the DSS option takes 28 more), so the most
 data the links can carry is ~19.1 Mbit/s per link for TCP and
 ~37.5 Mbit/s over both links for MPTCP: about 94 % of the 40 Mbit/s sum.
+
 The TCP congestion control matters. The namespaces inherit the host's
 default (see the machine table; a namespace may not choose cubic when the
 host does not allow it). With bbr, each MPTCP subflow overshoots its
@@ -500,6 +501,10 @@ def write_doc(section, path=DOC):
     else:
         others = [m.group(0) for m in _BLOCK_RX.finditer(text)]
         text = "\n\n".join(["# Benchmarks", block] + others) + "\n"
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w") as f:  # e.g. -o /dev/null: never replace it
+            f.write(text)
+        return
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
@@ -566,7 +571,7 @@ def main(argv=None):
         sys.stdout.write(md)
     else:
         write_doc(md, output)
-        print("wrote %s" % os.path.relpath(output))
+        print("wrote %s" % output)
     return 0
 
 
