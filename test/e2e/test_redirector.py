@@ -87,7 +87,7 @@ def test_download_upload_64mib(topology, socks, mpredir, server, dst):
 
 
 def test_one_upstream_connection_per_flow(topology, socks, mpredir):
-    m = mpredir(servers=[socks["dante-none"]])
+    m = mpredir(servers=[socks["dante-none"]], upstream={"pool": {"size": 0}})
     before = topology.nstat("srv")
     for _ in range(10):
         assert clients.fetch(topology, "lan",
