@@ -23,6 +23,7 @@ dante-user server in test/lib/socks_servers.py.
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -181,8 +182,10 @@ def demo(topo):
     say("results:")
     # 1. through mpredir
     redirected = nftrules.redirect_count(topo)
-    line = m.wait_log(r"^.*flow %s:\d+ -> %s:%d via .*$"
-                      % (T.LAN4, T.DST4, T.HTTP_PORT), timeout=5.0)
+    # the flow's end line (written just after curl has seen its EOF)
+    line = m.wait_log(r"^.*flow %s:\d+ -> %s:%d via \S+ \(\w+\): up .*$"
+                      % (re.escape(T.LAN4), re.escape(T.DST4), T.HTTP_PORT),
+                      timeout=5.0)
     if line and "(mptcp)" in line.group(0):
         say("mpredir      the nft rule redirected %s; mpredir logged:"
             % plural(redirected, "flow"), 2)

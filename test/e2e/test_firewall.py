@@ -58,6 +58,28 @@ def test_lan_flows_are_captured(topology, socks, mpredir, mode, dst):
     assert seen
     d = T.Topology.delta(before, topology.nstat("srv"), CAPABLE_RX)
     assert d[CAPABLE_RX] >= 1
+    assert m.stop() == 0
+    assert table_listing(topology) is None  # removed at exit
+
+
+def test_new_router_address_updates_only_the_set(topology, socks, mpredir):
+    """An address added on the router lands in the bypass set within a
+    moment; the chains are not rebuilt (their rule handles stay)."""
+    start(mpredir, socks)
+
+    def handles():
+        return topology.run("rtr", ["nft", "-a", "list", "chain", "inet",
+                                    "mpredir", "prerouting"]).stdout
+    before = handles()
+    topology.ip("rtr", ["addr", "add", "198.19.77.1/24", "dev", "lan0"])
+    try:
+        topology.wait_until(lambda: "198.19.77.0/24" in table_listing(topology),
+                            timeout=2, what="new subnet in bypass4")
+        assert handles() == before
+    finally:
+        topology.ip("rtr", ["addr", "del", "198.19.77.1/24", "dev", "lan0"])
+    topology.wait_until(lambda: "198.19.77.0/24" not in table_listing(topology),
+                        timeout=2, what="subnet gone from bypass4")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -123,9 +145,13 @@ def test_router_traffic_one_upstream_per_flow(topology, socks, mpredir):
     r = topology.run("rtr", [T.PYTHON, "-c", ROUTER_FLOWS, T.DST4, "1000"],
                      timeout=300)
     assert r.stdout.strip() == "1000"
+    # and LAN flows alongside
+    r = topology.run("lan", [T.PYTHON, "-c", ROUTER_FLOWS, T.DST6, "200"],
+                     timeout=300)
+    assert r.stdout.strip() == "200"
     d = T.Topology.delta(before, topology.nstat("srv"), CAPABLE_RX)
-    assert d[CAPABLE_RX] == 1000, d
-    assert m.log().count("accepted") - n_before == 1000
+    assert d[CAPABLE_RX] == 1200, d
+    assert m.log().count("accepted") - n_before == 1200
 
 
 @pytest.mark.parametrize("mode", MODES)
