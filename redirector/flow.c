@@ -221,6 +221,8 @@ static void start_relay(struct ev_loop *loop, struct flow *f,
 			     s->first, s->pipeline ? 0 : s->first_len, rest,
 			     rest_len);
 
+	if (s->pipeline) /* they went with the handshake: count them */
+		f->relay.dir[RELAY_LAN].bytes += s->first_len;
 	setup_free(loop, f);
 	f->state = FLOW_RELAYING;
 	if (rc < 0) {

@@ -44,6 +44,8 @@ CONFIG = {
     "listen": {"address": "::", "port": 1088},
     "servers": [{"address": T.SERVICE4, "port": 1080}],
     "upstream": {"mptcp": True, "mark": "0x4d50"},
+    # the daemon installs its own nftables table for this LAN interface
+    "firewall": {"lan_interfaces": [T.RTR_LAN_IF]},
     "log": {"level": "debug"},
 }
 
@@ -152,10 +154,11 @@ def demo(topo):
         "`mptcpize run`" % (dante.address, dante.port))
 
     nst0 = topo.nstat("srv")
-    m = mpredir_daemon.Mpredir(topo, CONFIG, name="mpredir").start()
-    say("router:  mpredir -c %s (pid %d), nft table %s redirects TCP from %s"
-        " to :%d" % (os.path.basename(m.config_path), m.pid, nftrules.TABLE,
-                     T.RTR_LAN_IF, m.port))
+    m = mpredir_daemon.Mpredir(topo, CONFIG, name="mpredir",
+                               load_rules=False).start()
+    say("router:  mpredir -c %s (pid %d); its own nft table %s redirects TCP"
+        " from %s to :%d" % (os.path.basename(m.config_path), m.pid,
+                             nftrules.TABLE, T.RTR_LAN_IF, m.port))
     added = {k: v for k, v in m.config.items() if CONFIG.get(k) != v}
     if added:  # the test library may adapt the config (e.g. for its rules)
         say("(test/lib adds %s to that file)" % json.dumps(added), 9)
