@@ -24,7 +24,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=all
 
 # Modules of the daemon (redirector/X.c). main.c holds main().
-MODULES := log config socks5 addr origdst upstream pool relay flow listener nl ifaddrs route fw capture
+MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.

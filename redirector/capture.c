@@ -26,7 +26,7 @@ static const char *const reserved[] = {
 struct capture {
 	struct fw *fw;
 	const struct upstream *ups; /* its cfg is the configuration in force */
-	const struct ifaddrs *ia;
+	const struct rtmon *ia;
 	bool routes;               /* tproxy rules/routes installed */
 	uint32_t route_mark, route_table;
 };
@@ -36,7 +36,7 @@ struct capture {
 static struct addr_prefix *bypass_list(const struct capture *c, size_t *n)
 {
 	size_t n_ifaddrs;
-	const struct ifaddr *ifa = ifaddrs_list(c->ia, &n_ifaddrs);
+	const struct rtmon_addr *ifa = rtmon_addrs(c->ia, &n_ifaddrs);
 	const struct config *cfg = c->ups->cfg;
 	size_t cap = N_RESERVED + c->ups->n + n_ifaddrs + cfg->n_fw_bypass;
 	struct addr_prefix *l = calloc(cap, sizeof(*l));
@@ -139,7 +139,7 @@ static int set_routes(struct capture *c)
 }
 
 struct capture *capture_start(struct ev_loop *loop, const struct upstream *ups,
-			      const struct ifaddrs *ia)
+			      const struct rtmon *ia)
 {
 	struct capture *c = calloc(1, sizeof(*c));
 	int err = ENOMEM;

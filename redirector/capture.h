@@ -11,7 +11,7 @@
 #include <ev.h>
 
 #include "config.h"
-#include "ifaddrs.h"
+#include "rtmon.h"
 #include "upstream.h"
 
 struct capture;
@@ -20,7 +20,7 @@ struct capture;
  * outlive the capture or be replaced by capture_reload(). NULL after
  * logging why on failure. */
 struct capture *capture_start(struct ev_loop *loop, const struct upstream *ups,
-			      const struct ifaddrs *ia);
+			      const struct rtmon *ia);
 /* A new server set and its configuration (reload): the table is rebuilt.
  * 0, or -1 after logging (the old rules stay, for the old set). */
 int capture_reload(struct capture *c, const struct upstream *ups);

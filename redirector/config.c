@@ -971,6 +971,220 @@ static void k_firewall(struct ctx *c, const char *path, struct json_object *v,
 		walk(c, path, v, firewall_keys, cfg, NULL);
 }
 
+/* wans[] */
+struct wan_slot {
+	struct config_wan *wan;
+	bool interface;
+};
+
+static void k_wan_interface(struct ctx *c, const char *path,
+			    struct json_object *v, struct config *cfg, void *arg)
+{
+	struct wan_slot *sl = arg;
+	const char *str;
+	size_t len;
+	sl->interface = true;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	if (len < 1 || len > 15 || strpbrk(str, "/ \t\n:")) {
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an interface name (1-15 "
+			"characters, no '/', ':' or spaces)", sh);
+		shown_free(sh);
+		return;
+	}
+	keep(c, path, &sl->wan->interface, str);
+}
+
+static void k_wan_mode(struct ctx *c, const char *path, struct json_object *v,
+		       struct config *cfg, void *arg)
+{
+	struct wan_slot *sl = arg;
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	if (strcmp(str, "active") == 0 || strcmp(str, "backup") == 0) {
+		sl->wan->backup = str[0] == 'b';
+		return;
+	}
+	char *sh = shown(str, len, MAX_SHOWN);
+	add_err(c, path, "\"%s\" is not \"active\" or \"backup\"", sh);
+	shown_free(sh);
+}
+
+static void k_wan_gateway(struct ctx *c, const char *path,
+			  struct json_object *v, struct config *cfg, void *arg)
+{
+	struct wan_slot *sl = arg;
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	if (addr_parse(str, 0, &sl->wan->gateway) < 0 ||
+	    sl->wan->gateway.sa.sa_family != AF_INET) {
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an IPv4 address", sh);
+		shown_free(sh);
+		return;
+	}
+	sl->wan->gateway_set = true;
+}
+
+static void k_wan_table(struct ctx *c, const char *path, struct json_object *v,
+			struct config *cfg, void *arg)
+{
+	struct wan_slot *sl = arg;
+	unsigned t;
+	if (!get_uint(c, path, v, 1, 0x7fffffff, &t))
+		return;
+	if (t >= 253 && t <= 255) {
+		add_err(c, path, "%u is a reserved routing table (default, "
+			"main, local)", t);
+		return;
+	}
+	sl->wan->table = t;
+}
+
+static const struct key_def wan_keys[] = {
+	{ "interface", k_wan_interface },
+	{ "mode", k_wan_mode },
+	{ "gateway", k_wan_gateway },
+	{ "table", k_wan_table },
+	{ NULL, NULL },
+};
+
+static void wan(struct ctx *c, const char *path, struct json_object *v,
+		struct config *cfg)
+{
+	struct config_wan *w = &cfg->wans[cfg->n_wans];
+	struct wan_slot sl = { .wan = w };
+
+	if (!is_object(c, path, v))
+		return;
+	w->table = CONFIG_WAN_TABLE_BASE + (uint32_t)cfg->n_wans;
+	walk(c, path, v, wan_keys, cfg, &sl);
+	if (!sl.interface) {
+		char *p = path_key(path, "interface");
+		add_err(c, p ? p : path, "required");
+		free(p);
+	}
+	cfg->n_wans++;
+}
+
+static void k_wans(struct ctx *c, const char *path, struct json_object *v,
+		   struct config *cfg, void *arg)
+{
+	each_element(c, path, v, CONFIG_MAX_WANS, "WANs", wan, cfg);
+}
+
+/* linkmon */
+static void k_probe(struct ctx *c, const char *path, struct json_object *v,
+		    struct config *cfg, void *arg)
+{
+	static const char *const names[] = {
+		[CONFIG_PROBE_TCP] = "tcp", [CONFIG_PROBE_ICMP] = "icmp",
+		[CONFIG_PROBE_NONE] = "none",
+	};
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+		if (strcmp(str, names[i]) == 0) {
+			cfg->probe = (enum config_probe)i;
+			return;
+		}
+	char *sh = shown(str, len, MAX_SHOWN);
+	add_err(c, path, "\"%s\" is not one of \"tcp\", \"icmp\", \"none\"",
+		sh);
+	shown_free(sh);
+}
+
+static void k_probe_interval(struct ctx *c, const char *path,
+			     struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 50, 60000, &cfg->probe_interval_ms);
+}
+
+static void k_probe_timeout(struct ctx *c, const char *path,
+			    struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 10, 60000, &cfg->probe_timeout_ms);
+}
+
+static void k_down_after(struct ctx *c, const char *path,
+			 struct json_object *v, struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 1, 100, &cfg->down_after);
+}
+
+static void k_up_after(struct ctx *c, const char *path, struct json_object *v,
+		       struct config *cfg, void *arg)
+{
+	get_uint(c, path, v, 1, 100, &cfg->up_after);
+}
+
+/* "IP" or "IP:port" / "[IPv6]:port" */
+static void k_probe_target(struct ctx *c, const char *path,
+			   struct json_object *v, struct config *cfg, void *arg)
+{
+	const char *str;
+	size_t len;
+	if (!get_str(c, path, v, &str, &len))
+		return;
+	char host[64];
+	unsigned long port = 0;
+	const char *colon = strrchr(str, ':');
+	bool ok = len < sizeof(host);
+	if (ok && str[0] == '[') {
+		const char *end = strchr(str, ']');
+		ok = end && (end[1] == '\0' || end[1] == ':');
+		if (ok) {
+			memcpy(host, str + 1, (size_t)(end - str - 1));
+			host[end - str - 1] = '\0';
+			colon = end[1] == ':' ? end + 1 : NULL;
+		}
+	} else if (ok && colon && strchr(str, ':') == colon) {
+		memcpy(host, str, (size_t)(colon - str));
+		host[colon - str] = '\0';
+	} else if (ok) {
+		strcpy(host, str);
+		colon = NULL;
+	}
+	if (ok && colon) {
+		char *end;
+		port = strtoul(colon + 1, &end, 10);
+		ok = colon[1] && !*end && port >= 1 && port <= 65535;
+	}
+	if (!ok || addr_parse(host, (uint16_t)port, &cfg->probe_target) < 0) {
+		char *sh = shown(str, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an address with an optional "
+			"port (like \"192.0.2.1:443\" or \"[2001:db8::1]:443\")",
+			sh);
+		shown_free(sh);
+		return;
+	}
+	cfg->probe_target_set = true;
+}
+
+static const struct key_def linkmon_keys[] = {
+	{ "probe", k_probe },
+	{ "interval_ms", k_probe_interval },
+	{ "timeout_ms", k_probe_timeout },
+	{ "down_after", k_down_after },
+	{ "up_after", k_up_after },
+	{ "target", k_probe_target },
+	{ NULL, NULL },
+};
+
+static void k_linkmon(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg, void *arg)
+{
+	if (is_object(c, path, v))
+		walk(c, path, v, linkmon_keys, cfg, NULL);
+}
+
 /* log */
 static void k_log_level(struct ctx *c, const char *path, struct json_object *v,
 			struct config *cfg, void *arg)
@@ -1045,6 +1259,8 @@ static const struct key_def top_keys[] = {
 	{ "upstream", k_upstream },
 	{ "relay", k_relay },
 	{ "firewall", k_firewall },
+	{ "wans", k_wans },
+	{ "linkmon", k_linkmon },
 	{ "log", k_log },
 	{ NULL, NULL },
 };
@@ -1238,6 +1454,11 @@ static void config_defaults(struct config *cfg)
 	cfg->fw_block_quic = true;
 	cfg->fw_tproxy_mark = 0x4d51;
 	cfg->fw_tproxy_table = 0x4d51;
+	cfg->probe = CONFIG_PROBE_TCP;
+	cfg->probe_interval_ms = 1000;
+	cfg->probe_timeout_ms = 1000;
+	cfg->down_after = 3;
+	cfg->up_after = 2;
 	cfg->idle_timeout_s = 3600;
 	cfg->half_close_timeout_s = 120;
 	cfg->max_flows = 4096;
@@ -1336,6 +1557,22 @@ static struct config *parse(struct ctx *c, const char *text, size_t len)
 	    cfg->fw_tproxy_mark == cfg->mark)
 		add_err(c, "firewall.tproxy_mark", "must differ from "
 			"upstream.mark");
+	if (cfg->probe_timeout_ms > cfg->probe_interval_ms)
+		add_err(c, "linkmon.timeout_ms", "%u is more than interval_ms "
+			"(%u)", cfg->probe_timeout_ms, cfg->probe_interval_ms);
+	for (size_t i = 0; i < cfg->n_wans; i++)
+		for (size_t j = 0; j < i; j++) {
+			const struct config_wan *a = &cfg->wans[i], *b = &cfg->wans[j];
+			char p[32];
+			snprintf(p, sizeof(p), "wans[%zu]", i);
+			if (a->interface && b->interface &&
+			    strcmp(a->interface, b->interface) == 0)
+				add_err(c, p, "interface %s is already wans[%zu]",
+					a->interface, j);
+			else if (a->table == b->table)
+				add_err(c, p, "table %u is already wans[%zu]'s",
+					a->table, j);
+		}
 	if (cfg->fw_router_traffic && cfg->fw_mode == CONFIG_FW_TPROXY)
 		add_err(c, "firewall.router_traffic", "only with mode "
 			"\"redirect\" (tproxy cannot capture the router's own "
@@ -1435,5 +1672,7 @@ void config_free(struct config *cfg)
 	free(cfg->servers);
 	for (size_t i = 0; i < cfg->n_fw_lan_ifaces; i++)
 		free(cfg->fw_lan_ifaces[i]);
+	for (size_t i = 0; i < cfg->n_wans; i++)
+		free(cfg->wans[i].interface);
 	free(cfg);
 }

@@ -36,6 +36,20 @@ struct config_server {
 
 enum config_fw_mode { CONFIG_FW_REDIRECT, CONFIG_FW_TPROXY };
 
+#define CONFIG_MAX_WANS 8
+#define CONFIG_WAN_TABLE_BASE 0x4d60u /* wans[i].table default: base + i */
+
+/* One WAN link the link monitor follows. */
+struct config_wan {
+	char *interface;
+	bool backup;              /* carries traffic only without a healthy active */
+	bool gateway_set;         /* else learned from the kernel's routes */
+	union sockaddr_any gateway;
+	uint32_t table;           /* routing table of this WAN */
+};
+
+enum config_probe { CONFIG_PROBE_TCP, CONFIG_PROBE_ICMP, CONFIG_PROBE_NONE };
+
 struct config {
 	/* listen */
 	char *listen_address;          /* default "::" (dual-stack) */
@@ -75,6 +89,16 @@ struct config {
 	bool fw_block_quic;            /* default true */
 	uint32_t fw_tproxy_mark;       /* default 0x4d51 */
 	uint32_t fw_tproxy_table;      /* default 19793 (0x4d51) */
+	/* wans[], linkmon: the link monitor (off without wans) */
+	struct config_wan wans[CONFIG_MAX_WANS];
+	size_t n_wans;
+	enum config_probe probe;       /* default tcp (to the first server) */
+	unsigned probe_interval_ms;    /* default 1000 */
+	unsigned probe_timeout_ms;     /* default 1000, at most the interval */
+	unsigned down_after;           /* probes lost in a row, default 3 */
+	unsigned up_after;             /* probes answered in a row, default 2 */
+	bool probe_target_set;
+	union sockaddr_any probe_target; /* port 0 for icmp */
 	/* log */
 	enum log_level log_level;      /* default info */
 };

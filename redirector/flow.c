@@ -11,7 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "ifaddrs.h"
+#include "rtmon.h"
 #include "log.h"
 #include "origdst.h"
 #include "pool.h"
@@ -753,7 +753,7 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 	/* Someone connected straight to the listener: with REDIRECT, nothing
 	 * rewrote the destination; with tproxy, the destination is one of the
 	 * router's own addresses (which the rules never capture). */
-	if (env->tproxy ? ifaddrs_is_local(env->ifaddrs, &dst)
+	if (env->tproxy ? rtmon_is_local(env->ifaddrs, &dst)
 			: addr_equal(&dst, &local)) {
 		env->stats.refused_self++;
 		log_limited(&refuse_limit, ev_now(loop), LOG_LVL_INFO,

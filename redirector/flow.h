@@ -67,11 +67,11 @@ struct flow_stats {
 };
 
 /* What flows share: the current server set and the live flows. */
-struct ifaddrs;
+struct rtmon;
 
 struct flow_env {
 	struct upstream *ups; /* current set; flows take a reference */
-	const struct ifaddrs *ifaddrs; /* the router's addresses */
+	const struct rtmon *ifaddrs; /* the router's addresses */
 	bool tproxy;          /* the listener is transparent */
 	struct flow *flows;
 	unsigned nflows;

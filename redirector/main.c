@@ -23,7 +23,7 @@ struct daemon {
 	const char *config_path;
 	struct flow_env env;
 	struct listener listener;
-	struct ifaddrs *ifaddrs;
+	struct rtmon *ifaddrs;
 	struct capture *capture; /* NULL when firewall.enabled is false */
 	ev_signal sig_term, sig_int, sig_hup;
 };
@@ -125,11 +125,11 @@ static int open_listener(struct daemon *d, struct listener *l,
 	return 0;
 }
 
-static void on_addresses(struct ifaddrs *ia, void *arg)
+static void on_network(struct rtmon *rm, unsigned what, void *arg)
 {
 	struct daemon *d = arg;
 
-	if (d->capture)
+	if (d->capture && (what & RTMON_ADDRS))
 		capture_addresses_changed(d->capture);
 }
 
@@ -228,7 +228,7 @@ static void stop(struct daemon *d)
 	listener_close(d->loop, &d->listener);
 	flow_close_all(d->loop, &d->env);
 	capture_stop(d->capture);
-	ifaddrs_close(d->ifaddrs);
+	rtmon_close(d->ifaddrs);
 	if (d->env.ups) {
 		pool_stop_all(d->env.ups);
 		upstream_unref(d->env.ups);
@@ -247,7 +247,7 @@ static int start(struct daemon *d, struct config *cfg)
 		return -1;
 	}
 	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
-	d->ifaddrs = ifaddrs_open(d->loop, on_addresses, d);
+	d->ifaddrs = rtmon_open(d->loop, on_network, d);
 	if (!d->ifaddrs) {
 		log_error("router addresses (rtnetlink): %s", strerror(errno));
 		return -1;
