@@ -24,14 +24,15 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=all
 
 # Modules of the daemon (redirector/X.c). main.c holds main().
-MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture
+MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture linkmon mptcp_pm
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.
-UNITS := socks5 config fw
+UNITS := socks5 config fw mptcp_pm
 UNIT_DEPS_socks5 := socks5
 UNIT_DEPS_config := config log addr
 UNIT_DEPS_fw := fw log addr
+UNIT_DEPS_mptcp_pm := mptcp_pm nl log addr
 
 BUILD := build
 

@@ -12,6 +12,7 @@
 #include "capture.h"
 #include "config.h"
 #include "flow.h"
+#include "linkmon.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
@@ -23,8 +24,9 @@ struct daemon {
 	const char *config_path;
 	struct flow_env env;
 	struct listener listener;
-	struct rtmon *ifaddrs;
+	struct rtmon *rtmon;
 	struct capture *capture; /* NULL when firewall.enabled is false */
+	struct linkmon *linkmon; /* NULL without wans[] */
 	ev_signal sig_term, sig_int, sig_hup;
 };
 
@@ -131,6 +133,8 @@ static void on_network(struct rtmon *rm, unsigned what, void *arg)
 
 	if (d->capture && (what & RTMON_ADDRS))
 		capture_addresses_changed(d->capture);
+	if (d->linkmon)
+		linkmon_network_changed(d->linkmon, what);
 }
 
 /* Bring the capture (nftables table, tproxy routes) in line with ups. */
@@ -143,7 +147,7 @@ static int set_capture(struct daemon *d, const struct upstream *ups)
 	}
 	if (d->capture)
 		return capture_reload(d->capture, ups);
-	d->capture = capture_start(d->loop, ups, d->ifaddrs);
+	d->capture = capture_start(d->loop, ups, d->rtmon);
 	return d->capture ? 0 : -1;
 }
 
@@ -186,6 +190,7 @@ static void reload(struct daemon *d)
 		listener_start(d->loop, &d->listener);
 	}
 	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
+	d->linkmon = linkmon_reload(d->linkmon, d->loop, ups, d->rtmon);
 	pool_stop_all(d->env.ups);
 	upstream_unref(d->env.ups);
 	d->env.ups = ups;
@@ -227,8 +232,9 @@ static void stop(struct daemon *d)
 		}
 	listener_close(d->loop, &d->listener);
 	flow_close_all(d->loop, &d->env);
+	linkmon_stop(d->linkmon);
 	capture_stop(d->capture);
-	rtmon_close(d->ifaddrs);
+	rtmon_close(d->rtmon);
 	if (d->env.ups) {
 		pool_stop_all(d->env.ups);
 		upstream_unref(d->env.ups);
@@ -247,15 +253,19 @@ static int start(struct daemon *d, struct config *cfg)
 		return -1;
 	}
 	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
-	d->ifaddrs = rtmon_open(d->loop, on_network, d);
-	if (!d->ifaddrs) {
+	d->rtmon = rtmon_open(d->loop, on_network, d);
+	if (!d->rtmon) {
 		log_error("router addresses (rtnetlink): %s", strerror(errno));
 		return -1;
 	}
-	d->env.ifaddrs = d->ifaddrs;
+	d->env.ifaddrs = d->rtmon;
 	if (apply(d, cfg) < 0 || open_listener(d, &d->listener, cfg) < 0 ||
-	    set_capture(d, d->env.ups) < 0 ||
-	    pool_start_all(d->loop, d->env.ups) < 0)
+	    set_capture(d, d->env.ups) < 0)
+		return -1;
+	if (cfg->n_wans && !(d->linkmon = linkmon_start(d->loop, d->env.ups,
+							d->rtmon)))
+		return -1;
+	if (pool_start_all(d->loop, d->env.ups) < 0)
 		return -1;
 	signal(SIGPIPE, SIG_IGN);
 	start_signal(d, &d->sig_term, SIGTERM);

@@ -6,7 +6,10 @@
 #ifndef MPREDIR_ROUTE_H
 #define MPREDIR_ROUTE_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "addr.h"
 
 #define RTPROT_MPREDIR 77
 
@@ -16,5 +19,19 @@
 int route_tproxy_add(uint32_t mark, uint32_t table, const char **what);
 /* Remove them (what is missing is fine). */
 void route_tproxy_del(uint32_t mark, uint32_t table);
+
+/* IPv4 default route of `table`: via gw (NULL: straight out of the
+ * interface, e.g. point-to-point) on ifindex; replaces the one there.
+ * 0 or -errno. */
+int route_default_set(uint32_t table, const union sockaddr_any *gw,
+		      int ifindex);
+void route_default_del(uint32_t table);
+/* Rules "from <src> lookup <table>" and "fwmark <mark> lookup <table>" at
+ * priority prio; adding one that exists, or removing one that does not,
+ * is fine. 0 or -errno. */
+int route_rule_from(bool add, const union sockaddr_any *src, uint32_t table,
+		    uint32_t prio);
+int route_rule_fwmark(bool add, int family, uint32_t mark, uint32_t table,
+		      uint32_t prio);
 
 #endif

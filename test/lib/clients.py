@@ -198,6 +198,33 @@ def readline(topology, ns, host, port, timeout=10, mptcp=False, socks=None):
     return res.get("line") if res["rc"] == 0 else None
 
 
+def get(topology, ns, host, nbytes, port=T.HTTP_PORT, timeout=60,
+        mptcp=False, socks=None, mark=0):
+    """GET /bytes/nbytes with netclient.py (a Python socket: unlike curl it
+    can set SO_MARK, e.g. mpredir's upstream mark, so that fwmark rules
+    route it). socks: a SocksServer to go through. Result dict: rc,
+    status, received, sha256, elapsed, ok (complete and intact)."""
+    argv = [T.PYTHON, NETCLIENT, "get", host, str(port), "--path",
+            "/bytes/%d" % nbytes, "--timeout", str(timeout)]
+    if mptcp:
+        argv.append("--mptcp")
+    if socks is not None:
+        argv += ["--socks", _socks_arg(socks)]
+    if mark:
+        argv += ["--mark", str(int(mark))]
+    r = topology.run(ns, argv, check=False, timeout=timeout * 3 + 10)
+    try:
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res = {"error": "no JSON: rc=%d stdout=%r stderr=%r" % (
+            r.returncode, r.stdout, r.stderr)}
+    res["rc"] = r.returncode
+    res["ok"] = (res["rc"] == 0 and res.get("status") == 200
+                 and res.get("received") == nbytes
+                 and res.get("sha256") == expected_sha256(nbytes))
+    return res
+
+
 def start_origdst_server(topology, port, ns="rtr", bind="::"):
     """A stand-in for mpredir's listener: answers each connection with
     "ORIGDST <addr> <port>" (SO_ORIGINAL_DST) and closes. Returns the

@@ -274,11 +274,14 @@ def delay_veth(topo, end1, end2, ms, loss=0.0, rt_prio=DEFAULT_RT_PRIO):
 def delay_wan(topo, ms=25, links=T.WAN_IFS, loss=0.0,
               rt_prio=DEFAULT_RT_PRIO):
     """ms one-way delay (and loss % per direction) on each WAN link, both
-    directions: on ingress in srv (rtr -> srv) and in rtr (srv -> rtr)."""
+    directions: on ingress at the far end (srv's wanN, or ispN's "cust"
+    with Topology(isp=True)) for rtr -> srv, and in rtr for srv -> rtr."""
     if isinstance(links, str):
         links = (links,)
-    _configure(topo, [(ns, link, "in", ms, loss)
-                      for ns in ("rtr", "srv") for link in links], rt_prio)
+    ends = [("rtr", link) for link in links] + \
+        [topo.wan_far_end(link) for link in links]
+    _configure(topo, [(ns, dev, "in", ms, loss) for ns, dev in ends],
+               rt_prio)
 
 
 def undelay(topo, ns=None, ifname=None, check=True):

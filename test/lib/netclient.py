@@ -3,7 +3,9 @@
 """Raw TCP test clients, run inside a namespace (there is no nc here):
 
   Common options: --timeout S, --mptcp (IPPROTO_MPTCP socket),
-  --socks ADDR:PORT[:USER:PASS] (through a SOCKS5 server; HOST an IP).
+  --socks ADDR:PORT[:USER:PASS] (through a SOCKS5 server; HOST an IP),
+  --mark N (SO_MARK on the socket, decimal or 0x-hex: policy routing by
+  fwmark, as mpredir's upstream sockets).
 
   netclient.py halfclose HOST PORT [--send N]
       connect, send N pattern bytes (offset 777), shutdown(SHUT_WR), read
@@ -14,6 +16,8 @@
       until EOF.
   netclient.py readline HOST PORT
       connect, print the first line the server sends.
+  netclient.py get HOST PORT --path /bytes/N
+      HTTP/1.0 GET; prints the status, the body's size and sha256.
 
   netclient.py origdst-server BIND PORT
       (a server, for checking redirect rules without mpredir) accept on
@@ -79,12 +83,13 @@ def socks5_connect(up, host, port, username=None, password=None):
     _recv_exact(up, n + 2)  # BND.ADDR, BND.PORT
 
 
-def _connect(host, port, timeout, mptcp, socks=None):
+def _connect(host, port, timeout, mptcp, socks=None, mark=0):
     """Connect to host:port, directly or through socks = "ADDR:PORT" or
-    "ADDR:PORT:USER:PASS" (a SOCKS5 server, given as an IPv4 literal)."""
+    "ADDR:PORT:USER:PASS" (a SOCKS5 server, given as an IPv4 literal).
+    mark: SO_MARK of the socket (0: none)."""
     if socks:
         f = socks.split(":")
-        s = _connect(f[0], int(f[1]), timeout, mptcp)
+        s = _connect(f[0], int(f[1]), timeout, mptcp, mark=mark)
         socks5_connect(s, host, port, *(f[2:4] if len(f) >= 4 else ()))
         return s
     last = None
@@ -92,6 +97,8 @@ def _connect(host, port, timeout, mptcp, socks=None):
             host, port, type=socket.SOCK_STREAM):
         proto = 262 if mptcp else proto  # IPPROTO_MPTCP
         s = socket.socket(fam, typ, proto)
+        if mark:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
         s.settimeout(timeout)
         try:
             s.connect(addr)
@@ -120,7 +127,7 @@ def _recv_all(s, h):
 def halfclose(a):
     res = {"sent": 0, "received": 0}
     t0 = time.monotonic()
-    s = _connect(a.host, a.port, a.timeout, a.mptcp, a.socks)
+    s = _connect(a.host, a.port, a.timeout, a.mptcp, a.socks, a.mark)
     _send_pattern(s, a.send)
     res["sent"] = a.send
     s.shutdown(socket.SHUT_WR)
@@ -135,7 +142,7 @@ def halfclose(a):
 def banner(a):
     res = {}
     t0 = time.monotonic()
-    s = _connect(a.host, a.port, a.timeout, a.mptcp, a.socks)
+    s = _connect(a.host, a.port, a.timeout, a.mptcp, a.socks, a.mark)
     buf = b""
     while b"\n" not in buf:
         d = s.recv(4096)
@@ -212,7 +219,7 @@ def origdst_server(bind, port):
 
 def readline(a):
     """Connect and return the first line the server sends."""
-    s = _connect(a.host, a.port, a.timeout, a.mptcp, a.socks)
+    s = _connect(a.host, a.port, a.timeout, a.mptcp, a.socks, a.mark)
     buf = b""
     while b"\n" not in buf:
         d = s.recv(4096)
@@ -223,6 +230,28 @@ def readline(a):
     return {"line": buf.decode("latin-1").rstrip("\r\n")}
 
 
+def get(a):
+    """HTTP/1.0 GET a.path; hash the body as it arrives."""
+    t0 = time.monotonic()
+    s = _connect(a.host, a.port, a.timeout, a.mptcp, a.socks, a.mark)
+    host = "[%s]" % a.host if ":" in a.host else a.host
+    s.sendall(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (a.path, host))
+              .encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            raise ConnectionError("closed before the end of the headers")
+        buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    h = hashlib.sha256(body)
+    n = len(body) + _recv_all(s, h)
+    s.close()
+    return {"status": status, "received": n, "sha256": h.hexdigest(),
+            "elapsed": time.monotonic() - t0}
+
+
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
@@ -230,7 +259,8 @@ def main(argv=None):
         origdst_server(argv[1], int(argv[2]))
         return 0
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("halfclose", "banner", "readline"))
+    ap.add_argument("mode", choices=("halfclose", "banner", "readline",
+                                     "get"))
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--send", type=int, default=1000)
@@ -239,10 +269,13 @@ def main(argv=None):
                     help="use an IPPROTO_MPTCP socket")
     ap.add_argument("--socks", metavar="ADDR:PORT[:USER:PASS]",
                     help="go through this SOCKS5 server")
+    ap.add_argument("--mark", type=lambda v: int(v, 0), default=0,
+                    help="SO_MARK of the socket")
+    ap.add_argument("--path", default="/", help="get: the URL path")
     a = ap.parse_args(argv)
     try:
         res = {"halfclose": halfclose, "banner": banner,
-               "readline": readline}[a.mode](a)
+               "readline": readline, "get": get}[a.mode](a)
         rc = 0
     except (OSError, socket.timeout) as e:
         res = {"error": "%s: %s" % (type(e).__name__, e)}

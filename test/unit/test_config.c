@@ -676,6 +676,67 @@ static void test_firewall(void)
 	REJECTS(WITH("'firewall':{'bogus':1}"), "firewall.bogus: unknown key");
 }
 
+static void test_wans(void)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = parse(WITH("'wans':[{'interface':'wan1'},"
+					"{'interface':'lte0','mode':'backup',"
+					"'gateway':'10.64.0.1','table':300}],"
+					"'linkmon':{'probe':'icmp','interval_ms':300,"
+					"'timeout_ms':200,'down_after':2,'up_after':4,"
+					"'target':'198.18.0.9'}"), &errs);
+	CHECK(cfg && cfg->n_wans == 2);
+	CHECK(cfg && strcmp(cfg->wans[0].interface, "wan1") == 0 &&
+	      !cfg->wans[0].backup && !cfg->wans[0].gateway_set &&
+	      cfg->wans[0].table == CONFIG_WAN_TABLE_BASE);
+	CHECK(cfg && cfg->wans[1].backup && cfg->wans[1].gateway_set &&
+	      cfg->wans[1].table == 300);
+	CHECK(cfg && cfg->probe == CONFIG_PROBE_ICMP &&
+	      cfg->probe_interval_ms == 300 && cfg->probe_timeout_ms == 200 &&
+	      cfg->down_after == 2 && cfg->up_after == 4);
+	CHECK(cfg && cfg->probe_target_set &&
+	      cfg->probe_target.sa.sa_family == AF_INET);
+	CHECK(errs.n == 0);
+	config_free(cfg);
+
+	cfg = parse(WITH("'linkmon':{'target':'[2001:db8::1]:443'}"), &errs);
+	CHECK(cfg && cfg->probe_target.sa.sa_family == AF_INET6 &&
+	      addr_port(&cfg->probe_target) == 443);
+	CHECK(cfg && cfg->probe == CONFIG_PROBE_TCP && cfg->down_after == 3 &&
+	      cfg->up_after == 2 && cfg->probe_interval_ms == 1000);
+	config_free(cfg);
+
+	REJECTS(WITH("'wans':[{'mode':'active'}]"),
+		"wans[0].interface: required");
+	REJECTS(WITH("'wans':[{'interface':'wan1','mode':'primary'}]"),
+		"wans[0].mode: \"primary\" is not \"active\" or \"backup\"");
+	REJECTS(WITH("'wans':[{'interface':'wan1','gateway':'fe80::1'}]"),
+		"wans[0].gateway: \"fe80::1\" is not an IPv4 address");
+	REJECTS(WITH("'wans':[{'interface':'wan1','table':255}]"),
+		"wans[0].table: 255 is a reserved routing table (default, main, "
+		"local)");
+	REJECTS(WITH("'wans':[{'interface':'wan1'},{'interface':'wan1'}]"),
+		"wans[1]: interface wan1 is already wans[0]");
+	REJECTS(WITH("'wans':[{'interface':'wan1','table':7},"
+		     "{'interface':'wan2','table':7}]"),
+		"wans[1]: table 7 is already wans[0]'s");
+	REJECTS(WITH("'linkmon':{'probe':'http'}"),
+		"linkmon.probe: \"http\" is not one of \"tcp\", \"icmp\", "
+		"\"none\"");
+	REJECTS(WITH("'linkmon':{'interval_ms':500,'timeout_ms':600}"),
+		"linkmon.timeout_ms: 600 is more than interval_ms (500)");
+	REJECTS(WITH("'linkmon':{'down_after':0}"),
+		"linkmon.down_after: 0 is out of range (1-100)");
+	REJECTS(WITH("'linkmon':{'target':'192.0.2.1:0'}"),
+		"linkmon.target: \"192.0.2.1:0\" is not an address with an "
+		"optional port (like \"192.0.2.1:443\" or "
+		"\"[2001:db8::1]:443\")");
+	REJECTS(WITH("'linkmon':{'target':'host.example:80'}"),
+		"linkmon.target: \"host.example:80\" is not an address with an "
+		"optional port (like \"192.0.2.1:443\" or "
+		"\"[2001:db8::1]:443\")");
+}
+
 static void test_mark(void)
 {
 	CHECK(mark_of("19792") == 0x4d50);
@@ -1120,6 +1181,7 @@ int main(void)
 	test_upstream();
 	test_setup_keys();
 	test_firewall();
+	test_wans();
 	test_mark();
 	test_relay();
 	test_log();
