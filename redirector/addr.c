@@ -37,6 +37,17 @@ const char *addr_fmt(const union sockaddr_any *a, char *buf, size_t cap)
 	return buf;
 }
 
+const char *addr_ip(const union sockaddr_any *a, char *buf, size_t cap)
+{
+	const void *ip = a->sa.sa_family == AF_INET6
+				 ? (const void *)&a->in6.sin6_addr
+				 : (const void *)&a->in4.sin_addr;
+
+	if (!inet_ntop(a->sa.sa_family, ip, buf, (socklen_t)cap))
+		snprintf(buf, cap, "?");
+	return buf;
+}
+
 void addr_unmap(union sockaddr_any *a)
 {
 	if (a->sa.sa_family != AF_INET6 ||

@@ -20,6 +20,8 @@ union sockaddr_any {
 socklen_t addr_len(const union sockaddr_any *a);
 uint16_t addr_port(const union sockaddr_any *a);
 const char *addr_fmt(const union sockaddr_any *a, char *buf, size_t cap);
+/* The address alone, without brackets or port. */
+const char *addr_ip(const union sockaddr_any *a, char *buf, size_t cap);
 /* A v4-mapped IPv6 address (::ffff:a.b.c.d) becomes plain AF_INET. */
 void addr_unmap(union sockaddr_any *a);
 /* Same family, address and port. */

@@ -162,8 +162,8 @@ static void set_up(struct wan *w, bool up, const char *why)
 			return; /* stays down; the next change or probe retries */
 		w->up = true;
 		log_info("wan %s up: %s, address %s, gateway %s", w->cfg->interface,
-			 why, addr_fmt(&w->addr, a, sizeof(a)),
-			 w->has_gw ? addr_fmt(&w->gw, g, sizeof(g)) : "none");
+			 why, addr_ip(&w->addr, a, sizeof(a)),
+			 w->has_gw ? addr_ip(&w->gw, g, sizeof(g)) : "none");
 	} else {
 		w->up = false;
 		unroute(w);
