@@ -63,26 +63,48 @@ static const struct config *cfg_of(const struct linkmon *lm)
 	return lm->ups->cfg;
 }
 
-/* ---- what a healthy WAN gets, and takes back when it fails ------------ */
+/* ---- what a WAN gets ------------------------------------------------------
+ * Its routing (table + "from" rule) as long as it has a running link and an
+ * address: its probes need it, healthy or not. Its MPTCP endpoint only
+ * while it is healthy. */
+
+static void endpoint_del(struct wan *w)
+{
+	if (!w->endpoint)
+		return;
+	int rc = mptcp_pm_del(w->lm->pm, w->endpoint);
+	if (rc < 0)
+		log_warn("wan %s: removing MPTCP endpoint %u: %s",
+			 w->cfg->interface, w->endpoint, strerror(-rc));
+	w->endpoint = 0;
+}
+
+static int endpoint_add(struct wan *w)
+{
+	if (!w->lm->pm || w->endpoint)
+		return 0;
+	int rc = mptcp_pm_add(w->lm->pm, &w->addr, w->ifindex, w->cfg->backup,
+			      ENDPOINT_ID_BASE + w->index);
+	if (rc < 0) {
+		log_error("wan %s: MPTCP endpoint: %s", w->cfg->interface,
+			  strerror(-rc));
+		return rc;
+	}
+	w->endpoint = (uint8_t)rc;
+	return 0;
+}
 
 static void unroute(struct wan *w)
 {
-	if (w->endpoint) {
-		int rc = mptcp_pm_del(w->lm->pm, w->endpoint);
-		if (rc < 0)
-			log_warn("wan %s: removing MPTCP endpoint %u: %s",
-				 w->cfg->interface, w->endpoint, strerror(-rc));
-		w->endpoint = 0;
-	}
-	if (w->routed) {
-		int rc = route_rule_from(false, &w->routed_addr, w->cfg->table,
-					 LINKMON_RULE_PRIO_FROM + w->index);
-		if (rc < 0)
-			log_warn("wan %s: removing its rule: %s",
-				 w->cfg->interface, strerror(-rc));
-		route_default_del(w->cfg->table);
-		w->routed = false;
-	}
+	if (!w->routed)
+		return;
+	int rc = route_rule_from(false, &w->routed_addr, w->cfg->table,
+				 LINKMON_RULE_PRIO_FROM + w->index);
+	if (rc < 0)
+		log_warn("wan %s: removing its rule: %s", w->cfg->interface,
+			 strerror(-rc));
+	route_default_del(w->cfg->table);
+	w->routed = false;
 }
 
 static int route(struct wan *w)
@@ -90,8 +112,10 @@ static int route(struct wan *w)
 	const char *iface = w->cfg->interface;
 	int rc;
 
-	if (w->routed && !addr_equal(&w->routed_addr, &w->addr))
-		unroute(w); /* a new address: everything follows it */
+	if (w->routed && !addr_equal(&w->routed_addr, &w->addr)) {
+		endpoint_del(w); /* a new address: everything follows it */
+		unroute(w);
+	}
 	rc = route_default_set(w->cfg->table, w->has_gw ? &w->gw : NULL,
 			       w->ifindex);
 	if (rc < 0) {
@@ -109,16 +133,6 @@ static int route(struct wan *w)
 		}
 		w->routed = true;
 		w->routed_addr = w->addr;
-	}
-	if (w->lm->pm && !w->endpoint) {
-		rc = mptcp_pm_add(w->lm->pm, &w->addr, w->ifindex,
-				  w->cfg->backup, ENDPOINT_ID_BASE + w->index);
-		if (rc < 0) {
-			log_error("wan %s: MPTCP endpoint: %s", iface,
-				  strerror(-rc));
-			return rc;
-		}
-		w->endpoint = (uint8_t)rc;
 	}
 	return 0;
 }
@@ -158,7 +172,7 @@ static void set_up(struct wan *w, bool up, const char *why)
 	char a[ADDR_STRLEN], g[ADDR_STRLEN];
 
 	if (up) {
-		if (route(w) < 0)
+		if (route(w) < 0 || endpoint_add(w) < 0)
 			return; /* stays down; the next change or probe retries */
 		w->up = true;
 		log_info("wan %s up: %s, address %s, gateway %s", w->cfg->interface,
@@ -166,7 +180,7 @@ static void set_up(struct wan *w, bool up, const char *why)
 			 w->has_gw ? addr_ip(&w->gw, g, sizeof(g)) : "none");
 	} else {
 		w->up = false;
-		unroute(w);
+		endpoint_del(w);
 		log_warn("wan %s down: %s", w->cfg->interface, why);
 	}
 	update_best(w->lm);
@@ -312,8 +326,12 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct wan *w = (struct wan *)((char *)t - offsetof(struct wan, tick));
 
-	if (w->probe_fd >= 0 || !w->running || !w->has_addr)
+	if (!w->running || !w->has_addr)
 		return;
+	/* one probe per interval: one still unanswered now is lost (its
+	 * timeout is at most the interval) */
+	if (w->probe_fd >= 0)
+		probe_done(w, false);
 	int rc = probe_send(w);
 	if (rc < 0) {
 		log_debug("wan %s: probe: %s", w->cfg->interface, strerror(-rc));
@@ -365,19 +383,20 @@ static void evaluate(struct wan *w)
 		w->answered = 0;
 		if (w->up)
 			set_up(w, false, why);
+		unroute(w);
 		return;
 	}
-	if (w->up) {
-		if (had_addr && !addr_equal(&old_addr, &w->addr)) {
-			log_info("wan %s: new address", c->interface);
-			if (route(w) < 0)
-				set_up(w, false, "address change failed");
-		} else {
-			route(w); /* the gateway may have changed */
-		}
+	if (had_addr && w->routed && !addr_equal(&old_addr, &w->addr))
+		log_info("wan %s: new address", c->interface);
+	/* (again: the address or the gateway may have changed) */
+	if (route(w) < 0) {
+		if (w->up)
+			set_up(w, false, "routing failed");
 		return;
 	}
-	if (w->lm->target.sa.sa_family == 0)
+	if (w->up)
+		endpoint_add(w);
+	else if (w->lm->target.sa.sa_family == 0)
 		set_up(w, true, "link up");
 }
 
@@ -456,6 +475,7 @@ void linkmon_stop(struct linkmon *lm)
 		ev_timer_stop(lm->loop, &w->probe_timeout);
 		if (w->probe_fd >= 0)
 			close(w->probe_fd);
+		endpoint_del(w);
 		unroute(w);
 	}
 	route_default_del(LINKMON_BEST_TABLE);

@@ -70,8 +70,11 @@ static struct nlmsghdr *default_msg(char *buf, bool add, int family,
 	rtm->rtm_dst_len = 0; /* default */
 	rtm->rtm_table = table < 256 ? table : RT_TABLE_UNSPEC;
 	rtm->rtm_protocol = RTPROT_MPREDIR;
-	rtm->rtm_scope = local ? RT_SCOPE_HOST
-			       : gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+	/* a delete matches any scope only with RT_SCOPE_NOWHERE (as ip does);
+	 * the protocol makes it match only our routes */
+	rtm->rtm_scope = !add ? RT_SCOPE_NOWHERE
+			 : local ? RT_SCOPE_HOST
+			 : gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
 	rtm->rtm_type = local ? RTN_LOCAL : RTN_UNICAST;
 	mnl_attr_put_u32(nlh, RTA_TABLE, table);
 	if (gw)

@@ -13,7 +13,11 @@ probes per `linkmon`).
 
 Own topology for this module: Topology(isp=True, wan_setup="daemon"):
 rtr has no endpoint, no per-WAN rule and no route to the server until the
-daemon adds them (see test/lib/topo.py). Faults: `set_carrier` (ispN's side
+daemon adds them (see test/lib/topo.py); its main table routes nothing
+through wan2 and only the direct path (198.18.0.0/15) through wan1. So
+the daemon's probes (bound to a WAN's device and address) can only leave
+by the daemon's own per-WAN table and `from` rule, and its upstream
+connections only by its fwmark rule. Faults: `set_carrier` (ispN's side
 of the line goes down: rtr's wanN shows NO-CARRIER, still admin up) and
 `blackhole` (ispN drops what it forwards for rtr; rtr's carrier stays up,
 the gateway still answers).
@@ -23,6 +27,7 @@ The test_linkmon_topology_* tests do by hand what the daemon is to do
 the behaviour the daemon tests expect. The other tests need the feature.
 """
 
+import os
 import re
 import threading
 import time
@@ -93,7 +98,6 @@ def wans_config(wan2_mode="active", gateways=True, tables=None):
 # ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def topology():
-    import os
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root (network namespaces)")
     t = T.Topology(isp=True, wan_setup="daemon")

@@ -52,8 +52,8 @@ Variants (Topology keywords; the defaults build exactly the above):
                 a default route via srv, and an "unreachable" route for its
                 customer subnet (metric 9999) that takes over while the line
                 is down, so packets for rtr do not loop back to srv. No
-                NAT, no shaping, no delay of their own. The far end of rtr's wanN
-                (wan_far_end()) is (ispN, "cust") instead of (srv, wanN):
+                NAT, no shaping, no delay of their own. The far end of
+                rtr's wanN (wan_far_end()) is (ispN, "cust"), not srv's wanN:
                 shape_wan, qdisc_drops and delay.delay_wan act on the
                 access link, set_carrier() takes "cust" down, blackhole()
                 drops in ispN what it forwards (its own address still
@@ -67,8 +67,9 @@ Variants (Topology keywords; the defaults build exactly the above):
                 before the daemon starts: the connected WAN subnets and the
                 direct path (198.18.0.0/15, 2001:2::/48 via wan1,
                 masqueraded), i.e. one "primary WAN" for what is not
-                captured — but nothing that reaches SERVICE4, so upstream
-                connections work only through the daemon's routing. (A
+                captured — but nothing that reaches SERVICE4 and nothing
+                through wan2, so upstream connections, and probes bound to
+                a WAN, work only through the daemon's routing. (A
                 test that wants a DHCP-like main default route adds it.)
                 Default wan_setup="static": as described above.
 
