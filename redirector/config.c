@@ -838,23 +838,29 @@ static bool each_element(struct ctx *c, const char *path, struct json_object *v,
 	return true;
 }
 
-static void lan_iface(struct ctx *c, const char *path, struct json_object *v,
-		      struct config *cfg)
+/* An interface name, kept in *dst. */
+static bool get_ifname(struct ctx *c, const char *path, struct json_object *v,
+		       char **dst)
 {
 	const char *str;
 	size_t len;
 	if (!get_str(c, path, v, &str, &len))
-		return;
+		return false;
 	/* IFNAMSIZ is 16 with the terminating NUL; no '/', no spaces */
 	if (len < 1 || len > 15 || strpbrk(str, "/ \t\n:")) {
 		char *sh = shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an interface name (1-15 "
 			"characters, no '/', ':' or spaces)", sh);
 		shown_free(sh);
-		return;
+		return false;
 	}
-	char **slot = &cfg->fw_lan_ifaces[cfg->n_fw_lan_ifaces];
-	if (keep(c, path, slot, str))
+	return keep(c, path, dst, str);
+}
+
+static void lan_iface(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg)
+{
+	if (get_ifname(c, path, v, &cfg->fw_lan_ifaces[cfg->n_fw_lan_ifaces]))
 		cfg->n_fw_lan_ifaces++;
 }
 
@@ -981,19 +987,8 @@ static void k_wan_interface(struct ctx *c, const char *path,
 			    struct json_object *v, struct config *cfg, void *arg)
 {
 	struct wan_slot *sl = arg;
-	const char *str;
-	size_t len;
 	sl->interface = true;
-	if (!get_str(c, path, v, &str, &len))
-		return;
-	if (len < 1 || len > 15 || strpbrk(str, "/ \t\n:")) {
-		char *sh = shown(str, len, MAX_SHOWN);
-		add_err(c, path, "\"%s\" is not an interface name (1-15 "
-			"characters, no '/', ':' or spaces)", sh);
-		shown_free(sh);
-		return;
-	}
-	keep(c, path, &sl->wan->interface, str);
+	get_ifname(c, path, v, &sl->wan->interface);
 }
 
 static void k_wan_mode(struct ctx *c, const char *path, struct json_object *v,
