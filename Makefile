@@ -99,7 +99,8 @@ test-e2e-asan: $(BUILD)/asan/mpredir $(BUILD)/asan/delayemu
 # The e2e suite with the daemon under valgrind: any error or leak fails.
 test-valgrind: redirector/mpredir
 	MPREDIR_BIN=$(CURDIR)/test/tools/valgrind-mpredir \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e/test_redirector.py
+	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e/test_redirector.py \
+	    test/e2e/test_firewall.py
 
 test: test-unit test-e2e
 test-asan: test-unit-asan test-e2e-asan

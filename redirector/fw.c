@@ -370,6 +370,10 @@ static struct nlmsghdr *batch_msg(struct fw_batch *b, uint16_t type,
 
 	uint32_t seq = b->seq0 + b->n;
 	char *buf = nftnl_batch_buffer(b->nb);
+	/* libmnl/libnftnl leave attribute padding as the buffer had it: zero
+	 * the room of one message (a page's overrun, always inside the
+	 * buffer) so that no uninitialised byte goes to the kernel */
+	memset(buf, 0, FW_BATCH_OVERRUN);
 	if (type == NFNL_MSG_BATCH_BEGIN)
 		return nftnl_batch_begin(buf, seq);
 	if (type == NFNL_MSG_BATCH_END)

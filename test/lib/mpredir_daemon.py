@@ -49,6 +49,10 @@ def make_config(servers, port=DEFAULT_PORT, address="::", mptcp=True,
     return cfg
 
 
+# Logged once start-up is complete.
+READY_LINE = " listening on "
+
+
 class MpredirError(AssertionError):
     pass
 
@@ -148,11 +152,18 @@ class Mpredir:
                                  self.name, self.topo.workdir, env=self.env)
             self.topo.daemons.append(self.daemon)
         self.exit_status = None
+        ready_before = self.log().count(READY_LINE)
         self.daemon.start(timeout)
         addr = self.listen_address
         try:
             self.topo.wait_for_port(self.ns, addr, self.port, timeout,
                                     proc=self.daemon)
+            # the listener opens before the rest of the start-up (the
+            # firewall, the link monitor): wait for the line that ends it
+            self.topo.wait_until(
+                lambda: self.check_alive() or
+                self.log().count(READY_LINE) > ready_before,
+                timeout=timeout, what="mpredir start-up")
         except Exception as e:
             self.exit_status = self.daemon.stop(timeout=2.0)
             if self.load_rules:
