@@ -93,6 +93,7 @@ def test_one_upstream_connection_per_flow(topology, socks, mpredir):
         assert clients.fetch(topology, "lan",
                              clients.bytes_url(T.DST4, 1000)).ok(1000)
     assert wait_delta(topology, "srv", before, CAPABLE_RX, 10) == 10
+    topology.wait_until(lambda: m.log().count(": done") >= 10, timeout=5)
     assert m.log().count(": done") == 10
 
 
@@ -158,9 +159,8 @@ def test_second_server_used_when_first_down(topology, socks, mpredir):
     for _ in range(3):
         assert clients.fetch(topology, "lan",
                              clients.bytes_url(T.DST4, 1000)).ok(1000)
-    log = m.log()
-    assert "via %s:%d" % (up.address, up.port) in log
-    assert "failures in a row, skipped" in log
+    assert m.wait_log(re.escape("via %s:%d" % (up.address, up.port)))
+    assert "failures in a row, skipped" in m.log()
 
 
 # ------------------------------------------------------------- MPTCP off
@@ -250,7 +250,8 @@ def test_sighup_reload(topology, socks, mpredir):
                          clients.bytes_url(T.DST4, 1000)).ok(1000)
     out, _ = slow.communicate(timeout=30)
     assert slow.returncode == 0 and out.strip() == str(4 * MiB)
-    assert "via %s:%d" % (second.address, second.port) in m.log()
+    # (a flow's line is written just after its client saw the end)
+    assert m.wait_log(re.escape("via %s:%d" % (second.address, second.port)))
     # an invalid file is refused and the running config stays
     with open(m.config_path, "w") as f:
         f.write('{"servers": [], "bogus": 1}')
