@@ -715,3 +715,30 @@ def test_gateway_learned_from_default_route(topology, socks, mpredir):
         for w in T.WAN_IFS:
             t.ip("rtr", ["route", "del", "default", "via", T.WAN_GW[w],
                          "dev", w], check=False)
+
+
+def test_new_address_moves_endpoint_and_rule(topology, socks, mpredir):
+    """A WAN renumbered (a DHCP renewal with a new address): its endpoint
+    and its `from` rule follow the new address; the old ones are gone."""
+    t = topology
+    m = start_daemon(mpredir, socks, wans_config(), LINKMON_FAST)
+    wait_ready(t, m)
+    old, new = T.WAN_ADDR["wan2"], "10.1.2.7"
+    # (in this order: deleting a subnet's primary address also deletes
+    # its secondaries)
+    t.ip("rtr", ["addr", "del", old + "/24", "dev", "wan2"])
+    t.ip("rtr", ["addr", "add", new + "/24", "dev", "wan2"])
+    try:
+        def moved():
+            eps = [e.get("address") for e in t.mptcp_endpoints()]
+            srcs = [r.get("src") for r in t.ip_rules(protocol=PROTO)]
+            return new in eps and old not in eps and new in srcs and \
+                old not in srcs
+        t.wait_until(moved, timeout=up_bound(LINKMON_FAST) + 1,
+                     what="endpoint and rule on the new address")
+        r = clients.fetch(t, "lan", clients.bytes_url(T.DST4, MiB))
+        assert r.ok(MiB), r
+    finally:
+        t.ip("rtr", ["addr", "flush", "dev", "wan2", "to", new + "/32"])
+        t.ip("rtr", ["addr", "add", old + "/24", "dev", "wan2"])
+    wait_ready(t, m)
