@@ -2,6 +2,7 @@
 #include "capture.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,10 +75,44 @@ static struct addr_prefix *bypass_list(const struct capture *c, size_t *n)
 	return l;
 }
 
-static int install(struct capture *c)
+/* Why the table is being brought in line, for the log. */
+enum capture_why { CAPTURE_START, CAPTURE_RELOAD, CAPTURE_ADDRESSES };
+
+static void log_applied(const struct capture *c, enum capture_why why,
+			unsigned diff, const struct fw_spec *spec)
+{
+	char what[128];
+
+	fw_diff_str(diff, what, sizeof(what));
+	if (diff & FW_DIFF_REBUILD) {
+		bool start = why == CAPTURE_START;
+		log_info("nftables: table inet %s %s%s%s (%s mode, %zu bypass "
+			 "prefixes%s)", FW_TABLE, start ? "installed" : "rebuilt",
+			 start ? "" : diff & FW_DIFF_NO_TABLE ? ", " : ", changed: ",
+			 start ? "" : what,
+			 spec->mode == FW_TPROXY ? "tproxy" : "redirect",
+			 spec->n_bypass, fw_has_owner(c->fw)
+			 ? ", owned by the daemon"
+			 : "; this kernel has no table owner flag: the table "
+			   "stays if the daemon dies");
+	} else if (diff && why == CAPTURE_ADDRESSES) {
+		/* follows the router's addresses: routine */
+		log_debug("nftables: sets updated: %s (%zu bypass prefixes)",
+			  what, spec->n_bypass);
+	} else if (diff) {
+		log_info("nftables: sets updated: %s", what);
+	} else {
+		log_debug("nftables: table inet %s unchanged", FW_TABLE);
+	}
+}
+
+/* Bring the table in line with the current inputs (fw_update: only the
+ * sets that differ, unless the chains do). 0, or -1 after logging. */
+static int apply(struct capture *c, enum capture_why why)
 {
 	const struct config *cfg = c->ups->cfg;
 	char err[256] = "";
+	unsigned diff = 0;
 	size_t n;
 	struct addr_prefix *bypass = bypass_list(c, &n);
 
@@ -99,17 +134,14 @@ static int install(struct capture *c)
 		.bypass = bypass,
 		.n_bypass = n,
 	};
-	int rc = fw_install(c->fw, &spec, err, sizeof(err));
+	int rc = fw_update(c->fw, &spec, &diff, err, sizeof(err));
+	if (rc == 0)
+		log_applied(c, why, diff, &spec);
 	free(bypass);
 	if (rc < 0) {
 		log_error("%s", err[0] ? err : strerror(-rc));
 		return -1;
 	}
-	log_info("nftables: table inet %s installed (%s mode, %zu bypass "
-		 "prefixes%s)", FW_TABLE, spec.mode == FW_TPROXY ? "tproxy"
-		 : "redirect", n, fw_has_owner(c->fw) ? ", owned by the daemon"
-		 : "; this kernel has no table owner flag: the table stays if "
-		   "the daemon dies");
 	return 0;
 }
 
@@ -151,7 +183,7 @@ struct capture *capture_start(struct ev_loop *loop, const struct upstream *ups,
 	}
 	c->ups = ups;
 	c->ia = ia;
-	if (set_routes(c) < 0 || install(c) < 0) {
+	if (set_routes(c) < 0 || apply(c, CAPTURE_START) < 0) {
 		capture_stop(c);
 		return NULL;
 	}
@@ -163,7 +195,7 @@ int capture_reload(struct capture *c, const struct upstream *ups)
 	const struct upstream *old = c->ups;
 
 	c->ups = ups;
-	if (set_routes(c) < 0 || install(c) < 0) {
+	if (set_routes(c) < 0 || apply(c, CAPTURE_RELOAD) < 0) {
 		c->ups = old;
 		set_routes(c);
 		return -1;
@@ -173,20 +205,7 @@ int capture_reload(struct capture *c, const struct upstream *ups)
 
 void capture_addresses_changed(struct capture *c)
 {
-	char err[256] = "";
-	size_t n;
-	struct addr_prefix *bypass = bypass_list(c, &n);
-
-	if (!bypass) {
-		log_error("nftables: out of memory");
-		return;
-	}
-	int rc = fw_set_bypass(c->fw, bypass, n, err, sizeof(err));
-	free(bypass);
-	if (rc < 0)
-		log_error("%s", err[0] ? err : strerror(-rc));
-	else
-		log_debug("nftables: bypass sets updated (%zu prefixes)", n);
+	apply(c, CAPTURE_ADDRESSES);
 }
 
 void capture_stop(struct capture *c)

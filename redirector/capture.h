@@ -21,10 +21,12 @@ struct capture;
  * logging why on failure. */
 struct capture *capture_start(struct ev_loop *loop, const struct upstream *ups,
 			      const struct rtmon *ia);
-/* A new server set and its configuration (reload): the table is rebuilt.
- * 0, or -1 after logging (the old rules stay, for the old set). */
+/* A new server set and its configuration (reload): only the sets whose
+ * elements differ are rewritten, unless the chains change too (mode,
+ * port, mark, ...): then the table is rebuilt. 0, or -1 after logging
+ * (the old rules stay, for the old set). */
 int capture_reload(struct capture *c, const struct upstream *ups);
-/* The router's addresses changed: update the bypass sets' elements. */
+/* The router's addresses changed: rewrite the bypass sets that differ. */
 void capture_addresses_changed(struct capture *c);
 /* Remove the table and routes; NULL-safe. */
 void capture_stop(struct capture *c);

@@ -100,6 +100,14 @@ static const struct fw_set_def fw_sets[] = {
 			   NFT_BYTEORDER_BIG, false },
 };
 
+/* fw_diff has one bit per set, in this order. */
+_Static_assert(FW_DIFF_LAN_IFACES == 1u << FW_SET_LAN &&
+	       FW_DIFF_BYPASS4 == 1u << FW_SET_BYPASS4 &&
+	       FW_DIFF_BYPASS6 == 1u << FW_SET_BYPASS6 &&
+	       FW_DIFF_BYPASS_PORTS == 1u << FW_SET_PORTS &&
+	       FW_DIFF_SETS == (1u << ARRAY_SIZE(fw_sets)) - 1,
+	       "fw_diff set bits follow enum fw_set_id");
+
 /* NFTA_SET_ID of set i in a batch (any number unique in the batch). */
 #define FW_SET_BATCH_ID(i) ((uint32_t)(i) + 1)
 
@@ -1021,30 +1029,168 @@ static int build_install(struct fw_batch *b, const struct fw_spec *spec,
 	return batch_end(b);
 }
 
-static int build_bypass(struct fw_batch *b, const struct addr_prefix *bypass,
-			size_t n)
+/* Replace the elements of the sets in `sets` (FW_DIFF_SETS bits) with
+ * spec's: per set, a flush and the whole new list, in one transaction. The
+ * table, its sets, chains and rules stay (same handles, counters keep
+ * counting), and a packet meets either the old list or the new one.
+ *
+ * Why not element-level adds and deletes: on the interval sets (bypass4,
+ * bypass6) a prefix that appears or goes merges or splits neighbouring
+ * ranges, i.e. moves start and end elements that belong to other
+ * prefixes, and how the kernel checks overlaps between interval elements
+ * added and removed in one transaction has changed across versions (the
+ * rbtree set's overlap detection was rewritten in 2023): a delta that one
+ * kernel takes, another may refuse. A flush + add is what `nft flush set`
+ * + `add element` does on every kernel, and the lists are small (a few
+ * hundred elements at most). */
+static int build_sets(struct fw_batch *b, const struct fw_spec *spec,
+		      unsigned sets)
 {
-	static const struct fw_spec none;
 	int err;
 
-	if ((err = batch_begin(b)) ||
-	    (err = build_elems(b, FW_SET_BYPASS4, NFT_MSG_DELSETELEM, NULL, 0)) ||
-	    (err = build_elems(b, FW_SET_BYPASS6, NFT_MSG_DELSETELEM, NULL, 0)) ||
-	    (err = add_spec_elems(b, FW_SET_BYPASS4, &none, bypass, n)) ||
-	    (err = add_spec_elems(b, FW_SET_BYPASS6, &none, bypass, n)))
+	if ((err = batch_begin(b)))
 		return err;
+	for (size_t i = 0; i < ARRAY_SIZE(fw_sets); i++) {
+		if (!(sets & (1u << i)))
+			continue;
+		if ((err = build_elems(b, (enum fw_set_id)i, NFT_MSG_DELSETELEM,
+				       NULL, 0)) ||
+		    (err = add_spec_elems(b, (enum fw_set_id)i, spec,
+					  spec->bypass, spec->n_bypass)))
+			return err;
+	}
 	return batch_end(b);
 }
 
-static bool prefixes_ok(const struct addr_prefix *p, size_t n)
+/* ------------------------------------------------------------------ */
+/* Differences                                                          */
+
+/* Elements compare by every field: sets do not care for order. */
+static int elem_cmp(const void *a, const void *b)
 {
-	if (n && !p)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((p[i].family != AF_INET && p[i].family != AF_INET6) ||
-		    p[i].len > family_bytes(p[i].family) * 8)
-			return false;
-	return true;
+	const struct fw_elem *x = a, *y = b;
+	int c = memcmp(x->key, y->key, sizeof(x->key)); /* 0-padded */
+
+	if (c)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	if (x->end != y->end)
+		return x->end ? 1 : -1;
+	if (x->open != y->open)
+		return x->open ? 1 : -1;
+	return 0;
+}
+
+/* Set i's elements for spec, sorted. *out is malloc'ed; count or -ENOMEM. */
+static int sorted_elems(enum fw_set_id i, const struct fw_spec *spec,
+			struct fw_elem **out)
+{
+	int n = spec_elems(i, spec, spec->bypass, spec->n_bypass, out);
+
+	if (n > 1)
+		qsort(*out, (size_t)n, sizeof(**out), elem_cmp);
+	return n;
+}
+
+/* 1 if set i holds other elements for b than for a, 0 if the same,
+ * -ENOMEM. */
+static int set_differs(enum fw_set_id i, const struct fw_spec *a,
+		       const struct fw_spec *b)
+{
+	struct fw_elem *ea = NULL, *eb = NULL;
+	int na = sorted_elems(i, a, &ea), nb = -ENOMEM, r;
+
+	if (na >= 0)
+		nb = sorted_elems(i, b, &eb);
+	if (na < 0 || nb < 0)
+		r = -ENOMEM;
+	else if (na != nb)
+		r = 1;
+	else
+		r = 0;
+	for (int k = 0; r == 0 && k < na; k++)
+		r = elem_cmp(&ea[k], &eb[k]) != 0;
+	free(ea);
+	free(eb);
+	return r;
+}
+
+/* The settings that chain_wanted() and build_step() read: any difference
+ * changes chains or rules. What the sets hold is not among them: every
+ * rule is built whatever the sets hold, empty or not (test_fw checks that
+ * this agrees with the rules built). */
+static unsigned chains_diff(const struct fw_spec *a, const struct fw_spec *b)
+{
+	unsigned d = 0;
+
+	if (a->mode != b->mode)
+		d |= FW_DIFF_MODE;
+	if (a->port != b->port)
+		d |= FW_DIFF_PORT;
+	if (a->mark != b->mark)
+		d |= FW_DIFF_MARK;
+	/* only the tproxy chain's rules carry it */
+	if (a->mode == FW_TPROXY && b->mode == FW_TPROXY &&
+	    a->tproxy_mark != b->tproxy_mark)
+		d |= FW_DIFF_TPROXY_MARK;
+	if (a->router_traffic != b->router_traffic)
+		d |= FW_DIFF_ROUTER_TRAFFIC;
+	if (a->block_quic != b->block_quic)
+		d |= FW_DIFF_BLOCK_QUIC;
+	return d;
+}
+
+int fw_spec_diff(const struct fw_spec *old, const struct fw_spec *spec)
+{
+	unsigned d;
+	int err;
+
+	if ((err = spec_check(old, NULL, 0)) || (err = spec_check(spec, NULL, 0)))
+		return err;
+	d = chains_diff(old, spec);
+	for (size_t i = 0; i < ARRAY_SIZE(fw_sets); i++) {
+		int r = set_differs((enum fw_set_id)i, old, spec);
+		if (r < 0)
+			return r;
+		if (r)
+			d |= 1u << i;
+	}
+	return (int)d;
+}
+
+/* Names of the fw_diff bits past the sets' (theirs are fw_sets' names):
+ * the settings as the configuration calls them. */
+static const char *const diff_settings[] = {
+	"mode", "port", "mark", "tproxy_mark", "router_traffic", "block_quic",
+	"table missing",
+};
+_Static_assert(FW_DIFF_NO_TABLE ==
+	       1u << (ARRAY_SIZE(fw_sets) + ARRAY_SIZE(diff_settings) - 1),
+	       "a name for every fw_diff bit");
+
+const char *fw_diff_str(unsigned diff, char *buf, size_t len)
+{
+	size_t n_bits = ARRAY_SIZE(fw_sets) + ARRAY_SIZE(diff_settings);
+	size_t used = 0;
+
+	if (!len)
+		return buf;
+	buf[0] = '\0';
+	for (size_t bit = 0; bit < n_bits; bit++) {
+		if (!(diff & (1u << bit)))
+			continue;
+		const char *name = bit < ARRAY_SIZE(fw_sets) ? fw_sets[bit].name
+				   : diff_settings[bit - ARRAY_SIZE(fw_sets)];
+		int r = snprintf(buf + used, len - used, "%s%s",
+				 used ? ", " : "", name);
+		if (r < 0 || (size_t)r >= len - used) {
+			buf[used] = '\0'; /* whole names only */
+			break;
+		}
+		used += (size_t)r;
+	}
+	return buf;
 }
 
 int fw_build_install_batch(struct nftnl_batch *nb, const struct fw_spec *spec,
@@ -1061,16 +1207,16 @@ int fw_build_install_batch(struct nftnl_batch *nb, const struct fw_spec *spec,
 	return err ? err : (int)b.n;
 }
 
-int fw_build_bypass_batch(struct nftnl_batch *nb, const struct addr_prefix *bypass,
-			  size_t n, uint32_t seq)
+int fw_build_sets_batch(struct nftnl_batch *nb, const struct fw_spec *spec,
+			unsigned sets, uint32_t seq)
 {
 	struct fw_batch b;
-	int err;
+	int err = spec_check(spec, NULL, 0);
 
-	if (!prefixes_ok(bypass, n))
-		return -EINVAL;
+	if (err)
+		return err;
 	batch_init(&b, nb, seq);
-	err = build_bypass(&b, bypass, n);
+	err = build_sets(&b, spec, sets & FW_DIFF_SETS);
 	batch_fini(&b);
 	return err ? err : (int)b.n;
 }
@@ -1365,11 +1511,11 @@ static uint32_t next_seq(struct fw *fw, uint32_t n)
 	return s;
 }
 
-/* Build (with build) and send one transaction. */
-static int transact(struct fw *fw, const struct fw_spec *spec,
-		    const struct addr_prefix *bypass, size_t n_bypass, bool owner,
-		    uint32_t *failed, uint32_t *create_table, char *errbuf,
-		    size_t errlen)
+/* Build and send one transaction: the whole table for spec (sets == 0),
+ * or the elements of the sets named in `sets` (FW_DIFF_SETS bits). */
+static int transact(struct fw *fw, const struct fw_spec *spec, unsigned sets,
+		    bool owner, uint32_t *failed, uint32_t *create_table,
+		    char *errbuf, size_t errlen)
 {
 	struct nftnl_batch *nb = nftnl_batch_alloc(FW_BATCH_PAGE,
 						   FW_BATCH_OVERRUN);
@@ -1382,10 +1528,10 @@ static int transact(struct fw *fw, const struct fw_spec *spec,
 		return -ENOMEM;
 	}
 	batch_init(&b, nb, fw->seq);
-	if (spec)
-		err = build_install(&b, spec, owner);
+	if (sets)
+		err = build_sets(&b, spec, sets);
 	else
-		err = build_bypass(&b, bypass, n_bypass);
+		err = build_install(&b, spec, owner);
 	next_seq(fw, b.n + 1);
 	if (err)
 		set_err(errbuf, errlen, "nftables: building the batch: %s",
@@ -1405,8 +1551,8 @@ static int install(struct fw *fw, const struct fw_spec *spec, char *errbuf,
 	bool owner = fw->owner_supported;
 	int err;
 
-	err = transact(fw, spec, NULL, 0, owner, &failed, &create_table,
-		       errbuf, errlen);
+	err = transact(fw, spec, 0, owner, &failed, &create_table, errbuf,
+		       errlen);
 	if (owner && (err == -EOPNOTSUPP || err == -EINVAL) &&
 	    failed == create_table) {
 		log_warn("nftables: the kernel refused the owner flag (%s): "
@@ -1414,8 +1560,8 @@ static int install(struct fw *fw, const struct fw_spec *spec, char *errbuf,
 			 strerror(-err), FW_TABLE);
 		fw->owner_supported = false;
 		owner = false;
-		err = transact(fw, spec, NULL, 0, false, &failed,
-			       &create_table, errbuf, errlen);
+		err = transact(fw, spec, 0, false, &failed, &create_table,
+			       errbuf, errlen);
 	}
 	if (err == 0) {
 		fw->has_owner = owner;
@@ -1458,40 +1604,55 @@ int fw_install(struct fw *fw, const struct fw_spec *spec, char *errbuf,
 	return 0;
 }
 
-int fw_set_bypass(struct fw *fw, const struct addr_prefix *bypass, size_t n,
-		  char *errbuf, size_t errlen)
+int fw_update(struct fw *fw, const struct fw_spec *spec, unsigned *diff,
+	      char *errbuf, size_t errlen)
 {
-	struct addr_prefix *copy;
+	struct fw_saved copy;
 	uint32_t failed, create_table;
-	int err;
+	int d, err;
 
-	if (!fw || !fw->installed) {
-		set_err(errbuf, errlen, "nftables: table inet %s not installed",
-			FW_TABLE);
-		return -ENOENT;
-	}
-	if (!prefixes_ok(bypass, n)) {
-		set_err(errbuf, errlen,
-			"nftables: bypass: not an IPv4 or IPv6 prefix");
+	*diff = 0;
+	if (!fw) {
+		set_err(errbuf, errlen, "nftables: not open");
 		return -EINVAL;
 	}
-	copy = calloc(n + 1, sizeof(*copy));
-	if (!copy) {
+	if ((err = spec_check(spec, errbuf, errlen)))
+		return err;
+	/* Nothing to compare with: never installed, or someone removed it
+	 * (or may have: lost events) and it is not back yet. */
+	if (!fw->installed || fw->todo != FW_TODO_NONE) {
+		*diff = FW_DIFF_NO_TABLE;
+		return fw_install(fw, spec, errbuf, errlen);
+	}
+	d = fw_spec_diff(&fw->saved.spec, spec);
+	if (d < 0) {
+		set_err(errbuf, errlen, "nftables: comparing: %s", strerror(-d));
+		return d;
+	}
+	*diff = (unsigned)d;
+	if (*diff & FW_DIFF_REBUILD)
+		return fw_install(fw, spec, errbuf, errlen);
+	/* Even when nothing is sent the spec is kept: it may differ in what
+	 * does not show in the table (order, tproxy_mark in redirect mode),
+	 * and a reinstall must build the new one. */
+	if (saved_copy(&copy, spec) < 0) {
 		set_err(errbuf, errlen, "nftables: %s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
-	if (n)
-		memcpy(copy, bypass, n * sizeof(*copy));
-	err = transact(fw, NULL, bypass, n, false, &failed, &create_table,
-		       errbuf, errlen);
-	if (err) {
-		free(copy);
-		return err;
+	if (*diff) {
+		err = transact(fw, &copy.spec, *diff, false, &failed,
+			       &create_table, errbuf, errlen);
+		if (err) {
+			saved_free(&copy);
+			if (err != -ENOENT)
+				return err;
+			/* removed just now, its event not read yet */
+			*diff = FW_DIFF_NO_TABLE;
+			return fw_install(fw, spec, errbuf, errlen);
+		}
 	}
-	free(fw->saved.bypass);
-	fw->saved.bypass = copy;
-	fw->saved.spec.bypass = copy;
-	fw->saved.spec.n_bypass = n;
+	saved_free(&fw->saved);
+	fw->saved = copy;
 	return 0;
 }
 

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 r"""The daemon's own nftables table (firewall.enabled): capture, bypass,
 no loops, tproxy, fail-open when the daemon dies, reinstall after a flush,
-QUIC blocking, and the reference ruleset matching what the daemon builds.
+QUIC blocking, reloads that rewrite only the sets that changed (or rebuild
+the table when the chains change), and the reference ruleset matching what
+the daemon builds.
 
   lan ──── rtr (mpredir installs `table inet mpredir`) ══ wan1/wan2 ══ srv ── dst
            (+ `table inet testnat`: the direct path, masqueraded on wan1)
@@ -9,8 +11,10 @@ QUIC blocking, and the reference ruleset matching what the daemon builds.
 
 import json
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -80,6 +84,124 @@ def test_new_router_address_updates_only_the_set(topology, socks, mpredir):
         topology.ip("rtr", ["addr", "del", "198.19.77.1/24", "dev", "lan0"])
     topology.wait_until(lambda: "198.19.77.0/24" not in table_listing(topology),
                         timeout=2, what="subnet gone from bypass4")
+
+
+def table_objects(topology):
+    """The table's table, set, chain and rule lines with their handles
+    (`nft -a`), counters left out: the same list means nothing was
+    recreated."""
+    out = topology.run("rtr", ["nft", "-a", "list", "table", "inet",
+                               "mpredir"]).stdout
+    lines = [re.sub(r"counter packets \d+ bytes \d+", "counter",
+                    l.split(" # progname")[0].strip())
+             for l in out.splitlines() if "# handle " in l]
+    assert sum(" return # handle " in l for l in lines) >= 7, out
+    return lines
+
+
+def reload(topology, m, servers=None, listen=None, **firewall):
+    """Rewrite m's config (firewall keys, listen keys, servers) and SIGHUP
+    it; wait until the reload is done."""
+    m.config["firewall"].update(firewall)
+    m.config["listen"].update(listen or {})
+    if servers is not None:
+        m.config["servers"] = [s.server_config() for s in servers]
+    n = m.log().count("reloaded ")
+    m.write_config()
+    m.signal(signal.SIGHUP)
+    topology.wait_until(lambda: m.log().count("reloaded ") > n or
+                        "reload refused" in m.log(), timeout=5, what="reload")
+    assert "reload refused" not in m.log(), m.log(tail=30)
+
+
+def test_reload_rewrites_only_the_changed_sets(topology, socks, mpredir):
+    """A reload that changes only bypass lists rewrites those sets in one
+    batch: the chains and rules keep their handles, a download in flight
+    through the daemon finishes intact, the newly bypassed destination and
+    port go direct and the ones no longer bypassed are captured. A reload
+    that changes nothing the table shows sends nothing."""
+    m = start(mpredir, socks, bypass=["198.18.0.0/24"],
+              bypass_ports=[T.HALFCLOSE_PORT])
+    before = table_objects(topology)
+
+    # another server at the same address (10.9.0.1, inside 10.0.0.0/8):
+    # the table stays as it is
+    reload(topology, m, servers=[socks["dante-user"]])
+    assert m.wait_log("nftables: table inet mpredir unchanged")
+    assert table_objects(topology) == before
+
+    # a download through the daemon, to a destination about to be bypassed:
+    # its connection was redirected on its first packet, it stays so
+    n = 16 * MiB
+    result = {}
+    n_acc = m.log().count("accepted")
+    slow = threading.Thread(target=lambda: result.update(r=clients.fetch(
+        topology, "lan", clients.bytes_url(T.DST6, n),
+        args=["--limit-rate", "4M"])))
+    slow.start()
+    try:
+        topology.wait_until(lambda: m.log().count("accepted") > n_acc,
+                            timeout=5, what="download accepted")
+        reload(topology, m, bypass=["2001:2::/64"],
+               bypass_ports=[T.BANNER_PORT])
+        assert slow.is_alive() and not re.search(
+            r"\[2001:2::2\]:80 via .* done", m.log()), \
+            "the download ended before the reload"
+        assert m.wait_log(r"nftables: sets updated: bypass4, bypass6, "
+                          r"bypass_ports$")
+        assert "rebuilt" not in m.log()
+        assert table_objects(topology) == before
+
+        listing = table_listing(topology)
+        assert "198.18.0.0/24" not in listing and "2001:2::/64" in listing
+        r, seen = captured(topology, m, lambda: clients.fetch(
+            topology, "lan", clients.bytes_url(T.DST4, 100_000)))
+        assert r.ok(100_000) and seen, "no longer bypassed: captured"
+        r, seen = captured(topology, m, lambda: clients.fetch(
+            topology, "lan", clients.bytes_url(T.DST6, 100_000)))
+        assert r.ok(100_000) and not seen, "newly bypassed: direct"
+        res, seen = captured(topology, m, lambda: clients.halfclose(
+            topology, "lan", T.DST4, send=1000))
+        assert res["ok"] and seen, res
+        res, seen = captured(topology, m, lambda: clients.banner(
+            topology, "lan", T.DST4))
+        assert res["ok"] and not seen, res
+    finally:
+        slow.join(60)
+    assert result["r"].ok(n), result["r"]
+    assert table_objects(topology) == before
+
+
+# (a new mode needs a new listener, and the daemon opens it before closing
+# the old one: on another port)
+CHAIN_CHANGES = {
+    "mode": ({"mode": "tproxy"}, {"port": 1099}, "mode, port",
+             "tproxy to :1099"),
+    "port": ({}, {"port": 1099}, "port", "redirect to :1099"),
+    "block_quic": ({"block_quic": False}, {}, "block_quic",
+                   "redirect to :1088"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHAIN_CHANGES))
+def test_reload_changing_the_chains_rebuilds(topology, socks, mpredir,
+                                             change):
+    """firewall.mode, listen.port, block_quic shape the chains: the table
+    is rebuilt (new handles), and LAN flows are captured by the new rules."""
+    firewall, listen, what, rule = CHAIN_CHANGES[change]
+    m = start(mpredir, socks)
+    before = table_objects(topology)
+    reload(topology, m, listen=listen, **firewall)
+    assert m.wait_log(r"nftables: table inet mpredir rebuilt, changed: %s "
+                      r"\(" % what)
+    listing = table_listing(topology)
+    assert rule in listing
+    assert ("chain forward" in listing) == (change != "block_quic")
+    assert table_objects(topology) != before
+    for dst in (T.DST4, T.DST6):
+        r, seen = captured(topology, m, lambda: clients.fetch(
+            topology, "lan", clients.bytes_url(dst, MiB)))
+        assert r.ok(MiB) and seen, r
 
 
 @pytest.mark.parametrize("mode", MODES)

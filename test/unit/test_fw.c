@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* Unit tests of fw (no root): the batches fw_install and fw_set_bypass
- * send are built into memory, parsed back with libnftnl and checked —
- * message order and sequence numbers, the table's owner flag, sets,
- * chains' hooks and priorities, every rule's expressions (compared with
- * what nft 1.0.6 itself builds for nft-rules/mpredir.nft), interval
- * elements from merged prefixes — and addr_prefix_parse. */
+/* Unit tests of fw (no root): the batches fw_install and fw_update send
+ * are built into memory, parsed back with libnftnl and checked — message
+ * order and sequence numbers, the table's owner flag, sets, chains' hooks
+ * and priorities, every rule's expressions (compared with what nft 1.0.6
+ * itself builds for nft-rules/mpredir.nft), interval elements from merged
+ * prefixes; what fw_spec_diff finds different between two specs (and that
+ * it agrees with the batches built), the set-only batch of an update —
+ * and addr_prefix_parse. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/netfilter.h>
@@ -75,16 +77,30 @@ static int build_install(struct msgs *ms, const struct fw_spec *spec,
 	return r;
 }
 
-static int build_bypass(struct msgs *ms, const struct addr_prefix *p, size_t n)
+static int build_sets(struct msgs *ms, const struct fw_spec *spec,
+		      unsigned sets)
 {
 	memset(ms, 0, sizeof(*ms));
 	ms->nb = nftnl_batch_alloc(32768, 65536);
 	if (!ms->nb)
 		return -ENOMEM;
-	int r = fw_build_bypass_batch(ms->nb, p, n, SEQ0);
+	int r = fw_build_sets_batch(ms->nb, spec, sets, SEQ0);
 	if (r > 0)
 		msgs_collect(ms);
 	return r;
+}
+
+static struct fw_spec default_spec(void);
+
+/* The update batch of both bypass sets for prefixes p (the default spec
+ * otherwise). */
+static int build_bypass(struct msgs *ms, const struct addr_prefix *p, size_t n)
+{
+	struct fw_spec spec = default_spec();
+
+	spec.bypass = p;
+	spec.n_bypass = n;
+	return build_sets(ms, &spec, FW_DIFF_BYPASS4 | FW_DIFF_BYPASS6);
 }
 
 static void msgs_free(struct msgs *ms)
@@ -838,7 +854,7 @@ static void check_intervals(const char *ctx, const char *const *prefixes,
 	size_t got = set_elems(&ms, family == AF_INET ? "bypass4" : "bypass6",
 			       el, 256);
 	CHECK_MSG(elems_are(el, got, family, want, nwant, ctx), "%s", ctx);
-	/* The same elements in fw_set_bypass's batch. */
+	/* The same elements in fw_update's batch. */
 	msgs_free(&ms);
 	if (build_bypass(&ms, p, n) <= 0) {
 		CHECK(0);
@@ -846,7 +862,7 @@ static void check_intervals(const char *ctx, const char *const *prefixes,
 	}
 	got = set_elems(&ms, family == AF_INET ? "bypass4" : "bypass6", el, 256);
 	CHECK_MSG(elems_are(el, got, family, want, nwant, ctx),
-		  "%s (set_bypass)", ctx);
+		  "%s (update)", ctx);
 out:
 	msgs_free(&ms);
 }
@@ -977,21 +993,21 @@ static void test_bypass_batch(void)
 	CHECK(n > 0 && (size_t)n == ms.n);
 	if (n <= 0)
 		goto out;
-	/* BEGIN, flush bypass4, flush bypass6, add bypass4, add bypass6, END;
+	/* BEGIN, flush bypass4, add bypass4, flush bypass6, add bypass6, END;
 	 * nothing else. */
 	CHECK(ms.n == 6);
 	CHECK(ms.m[0]->nlmsg_type == NFNL_MSG_BATCH_BEGIN);
 	CHECK(nft_type(ms.m[1]) == NFT_MSG_DELSETELEM &&
 	      strcmp(msg_name(ms.m[1]), "bypass4") == 0);
-	CHECK(nft_type(ms.m[2]) == NFT_MSG_DELSETELEM &&
-	      strcmp(msg_name(ms.m[2]), "bypass6") == 0);
-	CHECK(nft_type(ms.m[3]) == NFT_MSG_NEWSETELEM &&
-	      strcmp(msg_name(ms.m[3]), "bypass4") == 0);
+	CHECK(nft_type(ms.m[2]) == NFT_MSG_NEWSETELEM &&
+	      strcmp(msg_name(ms.m[2]), "bypass4") == 0);
+	CHECK(nft_type(ms.m[3]) == NFT_MSG_DELSETELEM &&
+	      strcmp(msg_name(ms.m[3]), "bypass6") == 0);
 	CHECK(nft_type(ms.m[4]) == NFT_MSG_NEWSETELEM &&
 	      strcmp(msg_name(ms.m[4]), "bypass6") == 0);
 	CHECK(ms.m[ms.n - 1]->nlmsg_type == NFNL_MSG_BATCH_END);
 	/* A flush is a DELSETELEM without an element list. */
-	for (int i = 1; i <= 2 && (size_t)i < ms.n; i++) {
+	for (int i = 1; i <= 3 && (size_t)i < ms.n; i += 2) {
 		bool has_list = true;
 		CHECK(ms.m[i]->nlmsg_flags & NLM_F_ACK);
 		elems_set(ms.m[i], &has_list);
@@ -1083,6 +1099,395 @@ static void test_invalid_specs(void)
 	msgs_free(&ms);
 }
 
+/* ---------------------------------------------------------------- */
+/* Updates: what differs, and the batch that replaces only that      */
+
+static const char *diff_text(unsigned diff)
+{
+	static char buf[256];
+	return fw_diff_str(diff, buf, sizeof(buf));
+}
+
+/* fw_spec_diff(a, b) is `want`, and symmetric. */
+static void check_diff(const char *ctx, const struct fw_spec *a,
+		       const struct fw_spec *b, unsigned want)
+{
+	int d = fw_spec_diff(a, b), back = fw_spec_diff(b, a);
+
+	CHECK_MSG(d == (int)want, "%s: diff 0x%x (%s), want 0x%x", ctx,
+		  (unsigned)d, d < 0 ? "error" : diff_text((unsigned)d), want);
+	CHECK_MSG(back == d, "%s: not symmetric (0x%x, 0x%x)", ctx,
+		  (unsigned)d, (unsigned)back);
+}
+
+static struct addr_prefix parsed[N_RESERVED + 8];
+
+/* The reserved prefixes and then `more` (parsed into `parsed`). */
+static size_t reserved_plus(const char *const *more, size_t n_more)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < N_RESERVED; i++)
+		CHECK(addr_prefix_parse(reserved[i], &parsed[n++]) == 0);
+	for (size_t i = 0; i < n_more && n < sizeof(parsed) / sizeof(parsed[0]);
+	     i++)
+		CHECK_MSG(addr_prefix_parse(more[i], &parsed[n++]) == 0, "%s",
+			  more[i]);
+	return n;
+}
+
+static void test_spec_diff(void)
+{
+	static const char *const lan2[] = { "br-lan", "eth1" };
+	static const char *const lan2_rev[] = { "eth1", "br-lan", "eth1" };
+	static const uint16_t ports[] = { 22, 443 };
+	static const uint16_t ports_rev[] = { 443, 22, 443 };
+	static const uint16_t ports_other[] = { 22, 8443 };
+	struct fw_spec base = default_spec(), s;
+	struct addr_prefix rev[N_RESERVED];
+
+	check_diff("same spec", &base, &base, 0);
+
+	/* Sets compare by content: order, duplicates and prefixes inside
+	 * others do not count. */
+	for (size_t i = 0; i < N_RESERVED; i++)
+		rev[i] = base.bypass[N_RESERVED - 1 - i];
+	s = base;
+	s.bypass = rev;
+	check_diff("bypass reversed", &base, &s, 0);
+	static const char *const inside[] = { "10.1.0.0/16", "192.0.2.7",
+					      "fe80::1/64", "10.0.0.0/8" };
+	s = base;
+	s.n_bypass = reserved_plus(inside, 4);
+	s.bypass = parsed;
+	check_diff("bypass: prefixes inside reserved ones", &base, &s, 0);
+
+	static const char *const new4[] = { "198.18.0.0/24" };
+	s = base;
+	s.n_bypass = reserved_plus(new4, 1);
+	s.bypass = parsed;
+	check_diff("bypass: a new v4 prefix", &base, &s, FW_DIFF_BYPASS4);
+	static const char *const new6[] = { "2001:2::/64" };
+	s.n_bypass = reserved_plus(new6, 1);
+	check_diff("bypass: a new v6 prefix", &base, &s, FW_DIFF_BYPASS6);
+	static const char *const both[] = { "2001:2::/64", "198.18.0.2" };
+	s.n_bypass = reserved_plus(both, 2);
+	check_diff("bypass: both families", &base, &s,
+		   FW_DIFF_BYPASS4 | FW_DIFF_BYPASS6);
+	/* 192.0.2.0/24 and 192.0.0.0/24 become one range with 192.0.1.0/24:
+	 * different elements */
+	static const char *const merge[] = { "192.0.1.0/24" };
+	s.n_bypass = reserved_plus(merge, 1);
+	check_diff("bypass: ranges merge", &base, &s, FW_DIFF_BYPASS4);
+	s = base;
+	s.n_bypass = 0;
+	s.bypass = NULL;
+	check_diff("bypass: emptied", &base, &s,
+		   FW_DIFF_BYPASS4 | FW_DIFF_BYPASS6);
+
+	s = base;
+	s.lan_ifaces = lan2;
+	s.n_lan_ifaces = 2;
+	struct fw_spec t = s;
+	check_diff("lan: one more", &base, &s, FW_DIFF_LAN_IFACES);
+	t.lan_ifaces = lan2_rev;
+	t.n_lan_ifaces = 3;
+	check_diff("lan: reordered, duplicate", &s, &t, 0);
+	t.n_lan_ifaces = 0;
+	t.lan_ifaces = NULL;
+	check_diff("lan: emptied", &s, &t, FW_DIFF_LAN_IFACES);
+
+	s = base;
+	s.bypass_ports = ports;
+	s.n_bypass_ports = 2;
+	t = s;
+	check_diff("ports: from none", &base, &s, FW_DIFF_BYPASS_PORTS);
+	t.bypass_ports = ports_rev;
+	t.n_bypass_ports = 3;
+	check_diff("ports: reordered, duplicate", &s, &t, 0);
+	t.bypass_ports = ports_other;
+	t.n_bypass_ports = 2;
+	check_diff("ports: one changed", &s, &t, FW_DIFF_BYPASS_PORTS);
+
+	/* What chains and rules are built from. */
+	s = base;
+	s.mode = FW_TPROXY;
+	check_diff("mode", &base, &s, FW_DIFF_MODE);
+	s = base;
+	s.port = 1099;
+	check_diff("port", &base, &s, FW_DIFF_PORT);
+	s = base;
+	s.mark = 0x77;
+	check_diff("mark", &base, &s, FW_DIFF_MARK);
+	s = base;
+	s.router_traffic = true;
+	check_diff("router_traffic", &base, &s, FW_DIFF_ROUTER_TRAFFIC);
+	s = base;
+	s.block_quic = false;
+	check_diff("block_quic", &base, &s, FW_DIFF_BLOCK_QUIC);
+	/* The tproxy mark is in tproxy rules only. */
+	s = base;
+	s.tproxy_mark = 0x99;
+	check_diff("tproxy_mark, redirect mode", &base, &s, 0);
+	struct fw_spec tp = base;
+	tp.mode = FW_TPROXY;
+	s = tp;
+	s.tproxy_mark = 0x99;
+	check_diff("tproxy_mark, tproxy mode", &tp, &s, FW_DIFF_TPROXY_MARK);
+	s = base;
+	s.mode = FW_TPROXY;
+	s.tproxy_mark = 0x99;
+	check_diff("mode and tproxy_mark", &base, &s, FW_DIFF_MODE);
+	/* Several at once, sets too. */
+	s = base;
+	s.port = 1099;
+	s.bypass_ports = ports;
+	s.n_bypass_ports = 2;
+	check_diff("port and ports", &base, &s,
+		   FW_DIFF_PORT | FW_DIFF_BYPASS_PORTS);
+	CHECK(((FW_DIFF_PORT | FW_DIFF_BYPASS_PORTS) & FW_DIFF_REBUILD) != 0);
+	CHECK((FW_DIFF_SETS & FW_DIFF_REBUILD) == 0);
+	CHECK(FW_DIFF_NO_TABLE & FW_DIFF_REBUILD);
+
+	/* Invalid specs are refused, either side. */
+	s = base;
+	s.port = 0;
+	CHECK(fw_spec_diff(&base, &s) == -EINVAL);
+	CHECK(fw_spec_diff(&s, &base) == -EINVAL);
+	CHECK(fw_spec_diff(NULL, &base) == -EINVAL);
+}
+
+static void test_diff_names(void)
+{
+	char small[12];
+
+	CHECK(strcmp(diff_text(0), "") == 0);
+	CHECK(strcmp(diff_text(FW_DIFF_BYPASS4 | FW_DIFF_BYPASS_PORTS),
+		     "bypass4, bypass_ports") == 0);
+	CHECK(strcmp(diff_text(FW_DIFF_LAN_IFACES | FW_DIFF_BYPASS6),
+		     "lan_ifaces, bypass6") == 0);
+	CHECK(strcmp(diff_text(FW_DIFF_MODE | FW_DIFF_PORT | FW_DIFF_MARK),
+		     "mode, port, mark") == 0);
+	CHECK(strcmp(diff_text(FW_DIFF_TPROXY_MARK | FW_DIFF_ROUTER_TRAFFIC |
+			       FW_DIFF_BLOCK_QUIC),
+		     "tproxy_mark, router_traffic, block_quic") == 0);
+	CHECK(strcmp(diff_text(FW_DIFF_NO_TABLE), "table missing") == 0);
+	/* A short buffer keeps whole names only. */
+	CHECK(strcmp(fw_diff_str(FW_DIFF_BYPASS4 | FW_DIFF_BYPASS6, small,
+				 sizeof(small)), "bypass4") == 0);
+	CHECK(fw_diff_str(FW_DIFF_BYPASS4, small, 0) == small);
+}
+
+/* A message's bytes, the sequence number aside (messages sit at other
+ * places in batches with other element counts). */
+static bool same_msg(const struct nlmsghdr *a, const struct nlmsghdr *b)
+{
+	return a->nlmsg_len == b->nlmsg_len && a->nlmsg_type == b->nlmsg_type &&
+	       a->nlmsg_flags == b->nlmsg_flags &&
+	       memcmp(mnl_nlmsg_get_payload(a), mnl_nlmsg_get_payload(b),
+		      a->nlmsg_len - sizeof(*a)) == 0;
+}
+
+/* Whether the install batches of a and b have the same chains and rules
+ * (and the same table and set declarations), message by message. */
+static bool same_chains(const struct msgs *a, const struct msgs *b)
+{
+	size_t i = 0, j = 0;
+
+	for (;;) {
+		while (i < a->n && (nft_type(a->m[i]) == NFT_MSG_NEWSETELEM ||
+				    nft_type(a->m[i]) == NFNL_MSG_BATCH_END))
+			i++;
+		while (j < b->n && (nft_type(b->m[j]) == NFT_MSG_NEWSETELEM ||
+				    nft_type(b->m[j]) == NFNL_MSG_BATCH_END))
+			j++;
+		if (i == a->n || j == b->n)
+			return i == a->n && j == b->n;
+		if (nft_type(a->m[i]) != NFNL_MSG_BATCH_BEGIN &&
+		    !same_msg(a->m[i], b->m[j]))
+			return false;
+		i++;
+		j++;
+	}
+}
+
+static int elem_order(const void *x, const void *y)
+{
+	return memcmp(x, y, sizeof(struct elem));
+}
+
+/* Whether the install batches add the same elements to set `name`. */
+static bool same_elems(const struct msgs *a, const struct msgs *b,
+		       const char *name)
+{
+	static struct elem ea[512], eb[512];
+	size_t na = set_elems(a, name, ea, 512), nb = set_elems(b, name, eb, 512);
+
+	qsort(ea, na, sizeof(ea[0]), elem_order);
+	qsort(eb, nb, sizeof(eb[0]), elem_order);
+	return na == nb && memcmp(ea, eb, na * sizeof(ea[0])) == 0;
+}
+
+/* fw_spec_diff agrees with what fw_install would send: a setting bit
+ * exactly when chains or rules come out different, a set bit exactly
+ * when that set's elements do. Guards against a rule that starts to
+ * depend on something chains_diff does not look at. */
+static void test_diff_agrees_with_batches(void)
+{
+	static const char *const lan2[] = { "eth1", "br-lan" };
+	static const uint16_t ports[] = { 443, 22 };
+	static const char *const more[] = { "198.18.0.0/24", "2001:2::/64" };
+	static struct addr_prefix extra[N_RESERVED + 8];
+	struct fw_spec base = default_spec(), variants[16];
+	size_t nv = 0;
+
+	size_t n_extra = reserved_plus(more, 2);
+	memcpy(extra, parsed, n_extra * sizeof(extra[0]));
+	variants[nv++] = base;
+	variants[nv] = base;
+	variants[nv].mode = FW_TPROXY;
+	nv++;
+	variants[nv] = variants[nv - 1];
+	variants[nv++].tproxy_mark = 0x99;
+	variants[nv] = base;
+	variants[nv++].tproxy_mark = 0x99;
+	variants[nv] = base;
+	variants[nv++].port = 4242;
+	variants[nv] = base;
+	variants[nv++].mark = 0x1;
+	variants[nv] = base;
+	variants[nv++].router_traffic = true;
+	variants[nv] = base;
+	variants[nv++].block_quic = false;
+	variants[nv] = base;
+	variants[nv].lan_ifaces = lan2;
+	variants[nv++].n_lan_ifaces = 2;
+	variants[nv] = base;
+	variants[nv].lan_ifaces = NULL;
+	variants[nv++].n_lan_ifaces = 0;
+	variants[nv] = base;
+	variants[nv].bypass_ports = ports;
+	variants[nv++].n_bypass_ports = 2;
+	variants[nv] = base;
+	variants[nv].bypass = extra;
+	variants[nv++].n_bypass = n_extra;
+	variants[nv] = base;
+	variants[nv].bypass = NULL;
+	variants[nv++].n_bypass = 0;
+	variants[nv] = variants[nv - 1];
+	variants[nv].lan_ifaces = NULL;
+	variants[nv].n_lan_ifaces = 0;
+	variants[nv++].mode = FW_TPROXY;
+
+	static const char *const set_names[] = { "lan_ifaces", "bypass4",
+						 "bypass6", "bypass_ports" };
+	for (size_t a = 0; a < nv; a++) {
+		for (size_t b = 0; b < nv; b++) {
+			struct msgs ma, mb;
+			int d = fw_spec_diff(&variants[a], &variants[b]);
+			if (build_install(&ma, &variants[a], true) <= 0 ||
+			    build_install(&mb, &variants[b], true) <= 0 || d < 0) {
+				CHECK_MSG(0, "variants %zu, %zu", a, b);
+				msgs_free(&ma);
+				msgs_free(&mb);
+				continue;
+			}
+			CHECK_MSG(same_chains(&ma, &mb) ==
+				  !((unsigned)d & FW_DIFF_REBUILD),
+				  "variants %zu -> %zu: diff %s", a, b,
+				  diff_text((unsigned)d));
+			for (unsigned i = 0; i < 4; i++)
+				CHECK_MSG(same_elems(&ma, &mb, set_names[i]) ==
+					  !((unsigned)d & (1u << i)),
+					  "variants %zu -> %zu: set %s, diff %s",
+					  a, b, set_names[i],
+					  diff_text((unsigned)d));
+			msgs_free(&ma);
+			msgs_free(&mb);
+		}
+	}
+}
+
+/* The batch of a set-only update: flush and refill of the sets that
+ * differ, nothing else — no table, set, chain or rule message — and the
+ * same elements as a full install of the new spec. */
+static void test_update_batch_only_changed_sets(void)
+{
+	static const uint16_t ports[] = { 25, 22 };
+	static const char *const more[] = { "198.18.0.0/24" };
+	struct fw_spec old = default_spec(), spec = old;
+	struct msgs ms, full;
+	struct elem got[512], want[512];
+
+	spec.n_bypass = reserved_plus(more, 1);
+	spec.bypass = parsed;
+	spec.bypass_ports = ports;
+	spec.n_bypass_ports = 2;
+	int d = fw_spec_diff(&old, &spec);
+	CHECK_MSG(d == (int)(FW_DIFF_BYPASS4 | FW_DIFF_BYPASS_PORTS), "diff %s",
+		  d < 0 ? "error" : diff_text((unsigned)d));
+	if (d < 0)
+		return;
+	int n = build_sets(&ms, &spec, (unsigned)d);
+	CHECK(n > 0 && (size_t)n == ms.n);
+	static const uint16_t order[] = {
+		NFNL_MSG_BATCH_BEGIN, NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM,
+		NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NFNL_MSG_BATCH_END,
+	};
+	static const char *const names[] = { "", "bypass4", "bypass4",
+					     "bypass_ports", "bypass_ports", "" };
+	CHECK_MSG(ms.n == 6, "%zu messages", ms.n);
+	for (size_t i = 0; i < ms.n && i < 6; i++) {
+		CHECK_MSG(nft_type(ms.m[i]) == order[i],
+			  "message %zu: type %u, want %u", i, nft_type(ms.m[i]),
+			  order[i]);
+		CHECK_MSG(ms.m[i]->nlmsg_seq == SEQ0 + i, "message %zu seq %u",
+			  i, ms.m[i]->nlmsg_seq);
+		if (i > 0 && i + 1 < ms.n)
+			CHECK_MSG(strcmp(msg_name(ms.m[i]), names[i]) == 0,
+				  "message %zu names %s", i, msg_name(ms.m[i]));
+	}
+	static const uint16_t never[] = { NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE,
+					  NFT_MSG_NEWSET, NFT_MSG_DELSET,
+					  NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN,
+					  NFT_MSG_NEWRULE, NFT_MSG_DELRULE };
+	for (size_t k = 0; k < sizeof(never) / sizeof(never[0]); k++)
+		CHECK_MSG(count_msgs(&ms, never[k], NULL) == 0, "type %u",
+			  never[k]);
+	CHECK(count_msgs(&ms, NFT_MSG_NEWSETELEM, "lan_ifaces") == 0);
+	CHECK(count_msgs(&ms, NFT_MSG_NEWSETELEM, "bypass6") == 0);
+	CHECK(count_msgs(&ms, NFT_MSG_DELSETELEM, "bypass6") == 0);
+
+	if (build_install(&full, &spec, true) > 0) {
+		static const char *const sets[] = { "bypass4", "bypass_ports" };
+		for (size_t k = 0; k < 2; k++) {
+			size_t ng = set_elems(&ms, sets[k], got, 512);
+			size_t nw = set_elems(&full, sets[k], want, 512);
+			CHECK_MSG(ng == nw && ng > 0 &&
+				  memcmp(got, want, ng * sizeof(got[0])) == 0,
+				  "%s: %zu elements, install has %zu", sets[k],
+				  ng, nw);
+		}
+	} else {
+		CHECK(0);
+	}
+	msgs_free(&full);
+	msgs_free(&ms);
+
+	/* lan_ifaces too; setting bits are not sets and are ignored. */
+	n = build_sets(&ms, &spec, FW_DIFF_LAN_IFACES | FW_DIFF_MODE);
+	CHECK(n == 4);
+	CHECK(n == 4 && nft_type(ms.m[1]) == NFT_MSG_DELSETELEM &&
+	      strcmp(msg_name(ms.m[1]), "lan_ifaces") == 0);
+	msgs_free(&ms);
+	/* No set: an empty transaction (fw_update sends nothing then). */
+	CHECK(build_sets(&ms, &spec, 0) == 2);
+	msgs_free(&ms);
+	/* An invalid spec is refused before anything is built. */
+	spec.mark = 0;
+	CHECK(build_sets(&ms, &spec, FW_DIFF_BYPASS4) == -EINVAL);
+	msgs_free(&ms);
+}
+
 static bool parses_to(const char *s, int family, const char *addr,
 		      unsigned len)
 {
@@ -1161,5 +1566,9 @@ int main(void)
 	test_bypass_batch();
 	test_many_elements();
 	test_invalid_specs();
+	test_spec_diff();
+	test_diff_names();
+	test_diff_agrees_with_batches();
+	test_update_batch_only_changed_sets();
 	return check_done();
 }
