@@ -16,13 +16,16 @@
 #include "route.h"
 
 /* Endpoint ids: WAN i asks for id 100 + i, so that it keeps it across
- * down/up (mptcp_pm takes the next free one if another owner holds it). */
+ * down/up (mptcp_pm takes the next free one if another owner holds it).
+ * A reload that moves a WAN leaves its endpoint and id alone: only an
+ * endpoint it gets later asks for the id of its new index. */
 #define ENDPOINT_ID_BASE 100
 
 struct wan {
 	struct linkmon *lm;
-	const struct config_wan *cfg;
-	unsigned index;
+	const struct config_wan *cfg; /* in lm->ups->cfg */
+	unsigned index;               /* in cfg->wans[] */
+	bool in_use;                  /* (a slot of lm->slot[]) */
 	/* what the kernel says */
 	int ifindex;
 	bool running;                 /* up, with carrier */
@@ -30,12 +33,18 @@ struct wan {
 	union sockaddr_any addr, gw;
 	/* health */
 	bool up;
+	char why[40];                 /* cause of the last change */
+	double since;                 /* ev_now() of the last change */
 	unsigned answered, lost;      /* in a row */
 	uint64_t probes, probes_lost;
 	double rtt_ms;                /* smoothed */
-	/* installed */
+	uint64_t bytes_sent, bytes_received; /* of subflows that ended */
+	/* installed: the rule and its table's route as they were made (a
+	 * reload may change the config before they move); routed_addr stays
+	 * after unroute(), the last address routed */
 	bool routed;
 	union sockaddr_any routed_addr;
+	uint32_t routed_table, routed_prio;
 	uint8_t endpoint;             /* 0: none */
 	/* the probe in flight */
 	ev_timer tick;
@@ -52,15 +61,37 @@ struct linkmon {
 	const struct rtmon *rm;
 	struct mptcp_pm *pm;
 	union sockaddr_any target;    /* probe target; family 0: no probes */
-	int best;                     /* WAN index behind the marked route */
+	/* the marked sockets' route, as installed */
+	struct wan *best;             /* NULL: none, or its WAN was removed */
+	bool best_routed;
+	int best_ifindex;
+	bool best_has_gw;
+	union sockaddr_any best_gw;
+	/* the rule to it */
 	bool mark_rule;
+	uint32_t mark;
 	size_t n;
-	struct wan wans[];
+	struct wan *wans[CONFIG_MAX_WANS]; /* in config order, into slot[] */
+	/* Storage: a WAN never moves (libev holds its watchers) while a
+	 * reload reorders, removes and adds them. */
+	struct wan slot[CONFIG_MAX_WANS];
 };
 
 static const struct config *cfg_of(const struct linkmon *lm)
 {
 	return lm->ups->cfg;
+}
+
+static uint32_t rule_prio(const struct wan *w)
+{
+	return LINKMON_RULE_PRIO_FROM + w->index;
+}
+
+/* A change of w's state, and its cause (for linkmon_wan_status). */
+static void note(struct wan *w, const char *why)
+{
+	snprintf(w->why, sizeof(w->why), "%s", why);
+	w->since = ev_now(w->lm->loop);
 }
 
 /* ---- what a WAN gets ------------------------------------------------------
@@ -94,77 +125,127 @@ static int endpoint_add(struct wan *w)
 	return 0;
 }
 
+/* A reload changed the mode of w, which has an endpoint: its backup flag
+ * changes in place (the peers get MP_PRIO; the subflows stay). */
+static void endpoint_set_backup(struct wan *w)
+{
+	int rc = mptcp_pm_add(w->lm->pm, &w->routed_addr, w->ifindex,
+			      w->cfg->backup, w->endpoint);
+	if (rc < 0) {
+		log_error("wan %s: MPTCP endpoint %u: setting its flags: %s",
+			  w->cfg->interface, w->endpoint, strerror(-rc));
+		return;
+	}
+	w->endpoint = (uint8_t)rc;
+}
+
 static void unroute(struct wan *w)
 {
 	if (!w->routed)
 		return;
-	int rc = route_rule_from(false, &w->routed_addr, w->cfg->table,
-				 LINKMON_RULE_PRIO_FROM + w->index);
+	int rc = route_rule_from(false, &w->routed_addr, w->routed_table,
+				 w->routed_prio);
 	if (rc < 0)
 		log_warn("wan %s: removing its rule: %s", w->cfg->interface,
 			 strerror(-rc));
-	route_default_del(w->cfg->table);
+	route_default_del(w->routed_table);
 	w->routed = false;
 }
 
+/* Its table's default route, and its rule where the config puts them. A
+ * WAN whose table or position a reload changed gets the new rule before
+ * the old one (and the old table's route) go, so that its subflows
+ * always have a way out. */
 static int route(struct wan *w)
 {
 	const char *iface = w->cfg->interface;
+	uint32_t table = w->cfg->table, prio = rule_prio(w);
 	int rc;
 
 	if (w->routed && !addr_equal(&w->routed_addr, &w->addr)) {
 		endpoint_del(w); /* a new address: everything follows it */
 		unroute(w);
 	}
-	rc = route_default_set(w->cfg->table, w->has_gw ? &w->gw : NULL,
-			       w->ifindex);
+	rc = route_default_set(table, w->has_gw ? &w->gw : NULL, w->ifindex);
 	if (rc < 0) {
 		log_error("wan %s: default route in table %u: %s", iface,
-			  w->cfg->table, strerror(-rc));
+			  table, strerror(-rc));
 		return rc;
 	}
-	if (!w->routed) {
-		rc = route_rule_from(true, &w->addr, w->cfg->table,
-				     LINKMON_RULE_PRIO_FROM + w->index);
-		if (rc < 0) {
-			log_error("wan %s: rule from its address: %s", iface,
-				  strerror(-rc));
-			return rc;
-		}
-		w->routed = true;
-		w->routed_addr = w->addr;
+	if (w->routed && w->routed_table == table && w->routed_prio == prio)
+		return 0;
+	rc = route_rule_from(true, &w->addr, table, prio);
+	if (rc < 0) {
+		log_error("wan %s: rule from its address: %s", iface,
+			  strerror(-rc));
+		return rc;
 	}
+	if (w->routed) {
+		log_debug("wan %s: rule moves to priority %u, table %u", iface,
+			  prio, table);
+		rc = route_rule_from(false, &w->routed_addr, w->routed_table,
+				     w->routed_prio);
+		if (rc < 0)
+			log_warn("wan %s: removing its previous rule: %s", iface,
+				 strerror(-rc));
+		if (w->routed_table != table)
+			route_default_del(w->routed_table);
+	}
+	w->routed = true;
+	w->routed_addr = w->addr;
+	w->routed_table = table;
+	w->routed_prio = prio;
 	return 0;
 }
 
-/* The marked (upstream) sockets' default route: the best healthy WAN. */
+/* The WAN new flows start on: the first healthy active one, else the
+ * first healthy backup one; NULL. */
+static struct wan *pick_best(const struct linkmon *lm)
+{
+	for (size_t i = 0; i < lm->n; i++)
+		if (lm->wans[i]->up && !lm->wans[i]->cfg->backup)
+			return lm->wans[i];
+	for (size_t i = 0; i < lm->n; i++)
+		if (lm->wans[i]->up)
+			return lm->wans[i];
+	return NULL;
+}
+
+/* The marked (upstream) sockets' default route: via the best healthy WAN.
+ * Set again when another WAN is the best, or the best one's gateway or
+ * device changed. */
 static void update_best(struct linkmon *lm)
 {
-	int best = -1;
+	struct wan *w = pick_best(lm);
 
-	for (size_t i = 0; i < lm->n && best < 0; i++)
-		if (lm->wans[i].up && !lm->wans[i].cfg->backup)
-			best = (int)i;
-	for (size_t i = 0; i < lm->n && best < 0; i++)
-		if (lm->wans[i].up)
-			best = (int)i;
-	if (best == lm->best)
-		return;
-	if (best < 0) {
-		route_default_del(LINKMON_BEST_TABLE);
-		log_warn("no healthy WAN: new flows use the main routing table");
-	} else {
-		struct wan *w = &lm->wans[best];
-		int rc = route_default_set(LINKMON_BEST_TABLE,
-					   w->has_gw ? &w->gw : NULL, w->ifindex);
-		if (rc < 0) {
-			log_error("route of new flows via %s: %s",
-				  w->cfg->interface, strerror(-rc));
-			return;
+	if (!w) {
+		if (lm->best_routed) {
+			route_default_del(LINKMON_BEST_TABLE);
+			log_warn("no healthy WAN: new flows use the main "
+				 "routing table");
 		}
-		log_info("new flows start on wan %s", w->cfg->interface);
+		lm->best = NULL;
+		lm->best_routed = false;
+		return;
 	}
-	lm->best = best;
+	if (w == lm->best && w->ifindex == lm->best_ifindex &&
+	    w->has_gw == lm->best_has_gw &&
+	    (!w->has_gw || addr_equal(&w->gw, &lm->best_gw)))
+		return;
+	int rc = route_default_set(LINKMON_BEST_TABLE, w->has_gw ? &w->gw : NULL,
+				   w->ifindex);
+	if (rc < 0) {
+		log_error("route of new flows via %s: %s", w->cfg->interface,
+			  strerror(-rc));
+		return;
+	}
+	if (w != lm->best)
+		log_info("new flows start on wan %s", w->cfg->interface);
+	lm->best = w;
+	lm->best_routed = true;
+	lm->best_ifindex = w->ifindex;
+	lm->best_has_gw = w->has_gw;
+	lm->best_gw = w->gw;
 }
 
 static void set_up(struct wan *w, bool up, const char *why)
@@ -183,15 +264,17 @@ static void set_up(struct wan *w, bool up, const char *why)
 		endpoint_del(w);
 		log_warn("wan %s down: %s", w->cfg->interface, why);
 	}
+	note(w, why);
 	update_best(w->lm);
 }
 
 /* ---- probes ------------------------------------------------------------- */
 
-static void probe_done(struct wan *w, bool answered)
+/* End the probe in flight, if any (a TCP one with a reset: no lingering
+ * connection towards the target). */
+static void probe_close(struct wan *w)
 {
 	struct linkmon *lm = w->lm;
-	const struct config *cfg = cfg_of(lm);
 
 	ev_io_stop(lm->loop, &w->probe_io);
 	ev_timer_stop(lm->loop, &w->probe_timeout);
@@ -202,6 +285,14 @@ static void probe_done(struct wan *w, bool answered)
 		close(w->probe_fd);
 		w->probe_fd = -1;
 	}
+}
+
+static void probe_done(struct wan *w, bool answered)
+{
+	struct linkmon *lm = w->lm;
+	const struct config *cfg = cfg_of(lm);
+
+	probe_close(w);
 	w->probes++;
 	if (answered) {
 		double rtt = (ev_now(lm->loop) - w->probe_sent) * 1000;
@@ -383,6 +474,8 @@ static void evaluate(struct wan *w)
 		w->answered = 0;
 		if (w->up)
 			set_up(w, false, why);
+		else if (strcmp(w->why, why) != 0)
+			note(w, why); /* down already, now for this reason */
 		unroute(w);
 		return;
 	}
@@ -403,15 +496,244 @@ static void evaluate(struct wan *w)
 void linkmon_network_changed(struct linkmon *lm, unsigned what)
 {
 	for (size_t i = 0; i < lm->n; i++)
-		evaluate(&lm->wans[i]);
+		evaluate(lm->wans[i]);
+	update_best(lm); /* (the best WAN's learned gateway may have moved) */
 }
+
+/* ---- a WAN's life ------------------------------------------------------- */
+
+/* WAN i of the configuration in a free slot: watchers ready, nothing
+ * started yet. There is always a free slot: at most CONFIG_MAX_WANS are
+ * in use, and a reload frees the removed ones first. */
+static struct wan *wan_new(struct linkmon *lm, size_t i)
+{
+	struct wan *w = lm->slot;
+
+	while (w->in_use)
+		w++;
+	memset(w, 0, sizeof(*w));
+	w->in_use = true;
+	w->lm = lm;
+	w->cfg = &cfg_of(lm)->wans[i];
+	w->index = (unsigned)i;
+	w->probe_fd = -1;
+	ev_init(&w->tick, on_tick);
+	ev_init(&w->probe_io, on_probe_io);
+	ev_init(&w->probe_timeout, on_probe_timeout);
+	note(w, "starting");
+	return w;
+}
+
+/* Probe per the configuration from now on: the first probe at once (WANs
+ * a little apart); none without a target. A probe in flight is neither
+ * answered nor lost. */
+static void wan_probe_start(struct wan *w)
+{
+	struct linkmon *lm = w->lm;
+
+	ev_timer_stop(lm->loop, &w->tick);
+	probe_close(w);
+	if (!lm->target.sa.sa_family)
+		return;
+	ev_timer_set(&w->tick, 0.01 * w->index,
+		     cfg_of(lm)->probe_interval_ms / 1000.0);
+	ev_timer_start(lm->loop, &w->tick);
+}
+
+/* Stop following w and remove what it made. The marked route stays until
+ * update_best() picks another WAN (or none). */
+static void wan_free(struct wan *w)
+{
+	struct linkmon *lm = w->lm;
+
+	ev_timer_stop(lm->loop, &w->tick);
+	probe_close(w);
+	endpoint_del(w);
+	unroute(w);
+	if (lm->best == w)
+		lm->best = NULL;
+	w->in_use = false;
+}
+
+/* A WAN that stays across a reload takes its new entry c (at idx). Its
+ * endpoint's flag changes here; route() moves its route and rule when it
+ * is next evaluated. */
+static void wan_reconfigure(struct wan *w, const struct config_wan *c,
+			    unsigned idx)
+{
+	const struct config_wan *old = w->cfg;
+	const char *iface = c->interface;
+	char a[ADDR_STRLEN];
+
+	if (old->backup != c->backup)
+		log_info("wan %s: now %s", iface, c->backup ? "backup" : "active");
+	if (old->table != c->table)
+		log_info("wan %s: table %u, was %u", iface, c->table, old->table);
+	if (old->gateway_set != c->gateway_set ||
+	    (c->gateway_set && !addr_equal(&old->gateway, &c->gateway)))
+		log_info("wan %s: gateway %s", iface, c->gateway_set
+			 ? addr_ip(&c->gateway, a, sizeof(a))
+			 : "learned from the main table");
+	if (w->index != idx)
+		log_info("wan %s: now wans[%u], rule priority %u", iface, idx,
+			 LINKMON_RULE_PRIO_FROM + idx);
+	w->cfg = c;
+	w->index = idx;
+	if (old->backup != c->backup && w->endpoint)
+		endpoint_set_backup(w);
+}
+
+/* Another WAN's route is in `table`, as installed. */
+static bool table_taken(const struct linkmon *lm, const struct wan *w,
+			uint32_t table)
+{
+	for (size_t i = 0; i < lm->n; i++) {
+		const struct wan *o = lm->wans[i];
+		if (o != w && o->routed && o->routed_table == table)
+			return true;
+	}
+	return false;
+}
+
+/* After a reload, the routed WANs whose table changed move to it one at a
+ * time, each once no other WAN's route is left there (one configuration's
+ * tables differ, but old and new ones overlap: with default tables a WAN
+ * that moves up takes the table of the one before it). WANs that trade
+ * tables make a cycle, broken by unrouting one of them for a moment. */
+static void move_tables(struct linkmon *lm)
+{
+	for (;;) {
+		struct wan *ready = NULL, *blocked = NULL;
+		for (size_t i = 0; i < lm->n && !ready; i++) {
+			struct wan *w = lm->wans[i];
+			if (!w->routed || w->routed_table == w->cfg->table)
+				continue;
+			if (!table_taken(lm, w, w->cfg->table))
+				ready = w;
+			else if (!blocked)
+				blocked = w;
+		}
+		if (ready) {
+			evaluate(ready);
+			if (ready->routed && ready->routed_table != ready->cfg->table)
+				unroute(ready); /* failed: out of the way */
+		} else if (blocked) {
+			log_debug("wan %s: tables in a cycle: unrouted for a "
+				  "moment", blocked->cfg->interface);
+			unroute(blocked);
+		} else {
+			return;
+		}
+	}
+}
+
+/* ---- the monitor's settings --------------------------------------------- */
+
+/* What the probes aim at: the configured target, else the first server.
+ * Family 0: no probes (also without an IPv4 target). */
+static union sockaddr_any probe_target(const struct upstream *ups)
+{
+	const struct config *cfg = ups->cfg;
+	union sockaddr_any t;
+
+	memset(&t, 0, sizeof(t));
+	if (cfg->probe == CONFIG_PROBE_NONE)
+		return t;
+	if (cfg->probe_target_set)
+		t = cfg->probe_target;
+	else if (ups->n && ups->servers[0].resolved)
+		t = ups->servers[0].addr;
+	if (t.sa.sa_family != AF_INET)
+		memset(&t, 0, sizeof(t));
+	return t;
+}
+
+static void warn_no_target(const struct linkmon *lm)
+{
+	if (cfg_of(lm)->probe != CONFIG_PROBE_NONE && !lm->target.sa.sa_family)
+		log_warn("link monitor: no IPv4 probe target: WANs are judged "
+			 "by their link state only");
+}
+
+static bool same_probes(const struct config *a, const struct config *b)
+{
+	return a->probe == b->probe &&
+	       a->probe_interval_ms == b->probe_interval_ms &&
+	       a->probe_timeout_ms == b->probe_timeout_ms &&
+	       a->down_after == b->down_after && a->up_after == b->up_after;
+}
+
+/* A reload's new probe settings, in one line. */
+static void log_probes(const struct linkmon *lm)
+{
+	const struct config *cfg = cfg_of(lm);
+	char t[ADDR_STRLEN];
+
+	if (cfg->probe == CONFIG_PROBE_NONE)
+		log_info("link monitor: no probes: WANs are judged by their "
+			 "link state only");
+	else if (!lm->target.sa.sa_family)
+		warn_no_target(lm);
+	else
+		log_info("link monitor: %s probes to %s every %u ms (timeout "
+			 "%u ms), down after %u lost, up after %u answered",
+			 cfg->probe == CONFIG_PROBE_TCP ? "tcp" : "icmp",
+			 cfg->probe == CONFIG_PROBE_TCP
+			 ? addr_fmt(&lm->target, t, sizeof(t))
+			 : addr_ip(&lm->target, t, sizeof(t)),
+			 cfg->probe_interval_ms, cfg->probe_timeout_ms,
+			 cfg->down_after, cfg->up_after);
+}
+
+static void mark_rule_del(struct linkmon *lm)
+{
+	if (!lm->mark_rule)
+		return;
+	int rc = route_rule_fwmark(false, AF_INET, lm->mark, LINKMON_BEST_TABLE,
+				   LINKMON_RULE_PRIO_MARK);
+	if (rc < 0)
+		log_warn("removing the rule for the daemon's marked sockets: %s",
+			 strerror(-rc));
+	lm->mark_rule = false;
+}
+
+/* The rule that sends the daemon's marked sockets to the best WAN's table.
+ * A new mark's rule goes in before the old one goes out (running flows'
+ * subflows are routed by their WAN's "from" rule, before it). */
+static void mark_rule_set(struct linkmon *lm, uint32_t mark)
+{
+	if (lm->mark_rule && lm->mark == mark)
+		return;
+	int rc = route_rule_fwmark(true, AF_INET, mark, LINKMON_BEST_TABLE,
+				   LINKMON_RULE_PRIO_MARK);
+	if (rc < 0)
+		log_error("rule for the daemon's marked sockets: %s",
+			  strerror(-rc));
+	if (lm->mark_rule)
+		log_info("link monitor: upstream mark %#x, was %#x", mark,
+			 lm->mark);
+	mark_rule_del(lm);
+	lm->mark_rule = rc == 0;
+	lm->mark = mark;
+}
+
+/* One subflow per WAN, and an address from the peer for each. */
+static void set_limits(struct linkmon *lm)
+{
+	if (!lm->pm)
+		return;
+	int rc = mptcp_pm_set_limits(lm->pm, (unsigned)lm->n, (unsigned)lm->n);
+	if (rc < 0)
+		log_warn("MPTCP limits: %s", strerror(-rc));
+}
+
+/* ---- API ----------------------------------------------------------------- */
 
 struct linkmon *linkmon_start(struct ev_loop *loop, const struct upstream *ups,
 			      const struct rtmon *rm)
 {
 	const struct config *cfg = ups->cfg;
-	struct linkmon *lm = calloc(1, sizeof(*lm) +
-					   cfg->n_wans * sizeof(struct wan));
+	struct linkmon *lm = calloc(1, sizeof(*lm));
 	if (!lm) {
 		log_error("link monitor: out of memory");
 		return NULL;
@@ -419,47 +741,22 @@ struct linkmon *linkmon_start(struct ev_loop *loop, const struct upstream *ups,
 	lm->loop = loop;
 	lm->ups = ups;
 	lm->rm = rm;
-	lm->best = -1;
 	lm->n = cfg->n_wans;
 	int err = 0;
 	lm->pm = mptcp_pm_open(&err);
 	if (!lm->pm)
 		log_warn("MPTCP path manager: %s: WAN endpoints not managed",
 			 strerror(err));
-	else if ((err = mptcp_pm_set_limits(lm->pm, (unsigned)lm->n,
-					    (unsigned)lm->n)) < 0)
-		log_warn("MPTCP limits: %s", strerror(-err));
-	/* what the probes aim at */
-	if (cfg->probe != CONFIG_PROBE_NONE) {
-		if (cfg->probe_target_set)
-			lm->target = cfg->probe_target;
-		else if (ups->n && ups->servers[0].resolved)
-			lm->target = ups->servers[0].addr;
-		if (lm->target.sa.sa_family != AF_INET) {
-			log_warn("link monitor: no IPv4 probe target: WANs are "
-				 "judged by their link state only");
-			memset(&lm->target, 0, sizeof(lm->target));
-		}
-	}
-	int rc = route_rule_fwmark(true, AF_INET, cfg->mark, LINKMON_BEST_TABLE,
-				   LINKMON_RULE_PRIO_MARK);
-	if (rc < 0)
-		log_error("rule for the daemon's marked sockets: %s",
-			  strerror(-rc));
-	lm->mark_rule = rc == 0;
+	set_limits(lm);
+	lm->target = probe_target(ups);
+	warn_no_target(lm);
+	mark_rule_set(lm, cfg->mark);
+	/* (all of them first: evaluating one looks at the others) */
+	for (size_t i = 0; i < lm->n; i++)
+		lm->wans[i] = wan_new(lm, i);
 	for (size_t i = 0; i < lm->n; i++) {
-		struct wan *w = &lm->wans[i];
-		w->lm = lm;
-		w->cfg = &cfg->wans[i];
-		w->index = (unsigned)i;
-		w->probe_fd = -1;
-		ev_init(&w->probe_io, on_probe_io);
-		ev_init(&w->probe_timeout, on_probe_timeout);
-		ev_timer_init(&w->tick, on_tick, 0.01 * (double)i,
-			      cfg->probe_interval_ms / 1000.0);
-		if (lm->target.sa.sa_family)
-			ev_timer_start(loop, &w->tick);
-		evaluate(w);
+		wan_probe_start(lm->wans[i]);
+		evaluate(lm->wans[i]);
 	}
 	return lm;
 }
@@ -468,52 +765,149 @@ void linkmon_stop(struct linkmon *lm)
 {
 	if (!lm)
 		return;
-	for (size_t i = 0; i < lm->n; i++) {
-		struct wan *w = &lm->wans[i];
-		ev_timer_stop(lm->loop, &w->tick);
-		ev_io_stop(lm->loop, &w->probe_io);
-		ev_timer_stop(lm->loop, &w->probe_timeout);
-		if (w->probe_fd >= 0)
-			close(w->probe_fd);
-		endpoint_del(w);
-		unroute(w);
-	}
+	for (size_t i = 0; i < lm->n; i++)
+		wan_free(lm->wans[i]);
 	route_default_del(LINKMON_BEST_TABLE);
-	if (lm->mark_rule)
-		route_rule_fwmark(false, AF_INET, cfg_of(lm)->mark,
-				  LINKMON_BEST_TABLE, LINKMON_RULE_PRIO_MARK);
+	mark_rule_del(lm);
 	mptcp_pm_close(lm->pm);
 	free(lm);
 }
 
-static bool same_wan(const struct config_wan *a, const struct config_wan *b)
+/* The WANs of lm that are also in cfg go to next[] at their new index;
+ * lm->wans[] keeps the others. */
+static void match_wans(struct linkmon *lm, const struct config *cfg,
+		       struct wan *next[CONFIG_MAX_WANS])
 {
-	return strcmp(a->interface, b->interface) == 0 &&
-	       a->backup == b->backup && a->table == b->table &&
-	       a->gateway_set == b->gateway_set &&
-	       (!a->gateway_set || addr_equal(&a->gateway, &b->gateway));
+	for (size_t i = 0; i < cfg->n_wans; i++) {
+		for (size_t j = 0; j < lm->n; j++) {
+			struct wan *w = lm->wans[j];
+			if (w && strcmp(w->cfg->interface,
+					cfg->wans[i].interface) == 0) {
+				next[i] = w;
+				lm->wans[j] = NULL;
+				break;
+			}
+		}
+	}
 }
 
+/* (The old configuration, lm->ups->cfg, is valid during the call.) */
 struct linkmon *linkmon_reload(struct linkmon *lm, struct ev_loop *loop,
 			       const struct upstream *ups,
 			       const struct rtmon *rm)
 {
-	const struct config *old = lm ? cfg_of(lm) : NULL, *cfg = ups->cfg;
-	bool same = lm && old->n_wans == cfg->n_wans && old->mark == cfg->mark &&
-		    old->probe == cfg->probe &&
-		    old->probe_interval_ms == cfg->probe_interval_ms &&
-		    old->probe_target_set == cfg->probe_target_set &&
-		    (!cfg->probe_target_set ||
-		     addr_equal(&old->probe_target, &cfg->probe_target));
-	for (size_t i = 0; same && i < cfg->n_wans; i++)
-		same = same_wan(&old->wans[i], &cfg->wans[i]);
-	if (!same) {
+	const struct config *cfg = ups->cfg;
+
+	if (!cfg->n_wans) {
+		if (lm)
+			log_info("link monitor: no WANs configured: stopping");
 		linkmon_stop(lm);
-		return cfg->n_wans ? linkmon_start(loop, ups, rm) : NULL;
+		return NULL;
 	}
-	/* the WANs' config entries move to the new configuration */
+	if (!lm)
+		return linkmon_start(loop, ups, rm);
+
+	const struct config *old = cfg_of(lm);
+	union sockaddr_any old_target = lm->target;
+	struct wan *next[CONFIG_MAX_WANS] = { NULL };
+
+	match_wans(lm, cfg, next);
+	for (size_t j = 0; j < lm->n; j++) {
+		if (!lm->wans[j])
+			continue;
+		log_info("wan %s removed", lm->wans[j]->cfg->interface);
+		wan_free(lm->wans[j]);
+	}
+	for (size_t i = 0; i < cfg->n_wans; i++)
+		if (next[i])
+			wan_reconfigure(next[i], &cfg->wans[i], (unsigned)i);
+	/* the monitor's settings */
+	lm->loop = loop;
+	lm->rm = rm;
 	lm->ups = ups;
-	for (size_t i = 0; i < lm->n; i++)
-		lm->wans[i].cfg = &cfg->wans[i];
+	lm->target = probe_target(ups);
+	if (!same_probes(old, cfg) || !addr_equal(&old_target, &lm->target))
+		log_probes(lm);
+	mark_rule_set(lm, cfg->mark);
+	for (size_t i = 0; i < cfg->n_wans; i++) {
+		if (next[i])
+			continue;
+		next[i] = wan_new(lm, i);
+		log_info("wan %s added", cfg->wans[i].interface);
+	}
+	lm->n = cfg->n_wans;
+	memcpy(lm->wans, next, sizeof(next));
+	set_limits(lm);
+	move_tables(lm);
+	for (size_t i = 0; i < lm->n; i++) {
+		wan_probe_start(lm->wans[i]);
+		evaluate(lm->wans[i]);
+	}
+	update_best(lm);
 	return lm;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+size_t linkmon_count(const struct linkmon *lm)
+{
+	return lm ? lm->n : 0;
+}
+
+void linkmon_wan_status(const struct linkmon *lm, size_t i,
+			struct linkmon_wan_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!lm || i >= lm->n)
+		return;
+	const struct wan *w = lm->wans[i];
+	out->interface = w->cfg->interface;
+	out->backup = w->cfg->backup;
+	out->up = w->up;
+	out->best = w == lm->best;
+	out->why = w->why;
+	out->since = w->since;
+	out->has_addr = w->has_addr;
+	if (w->has_addr)
+		out->addr = w->addr;
+	out->has_gw = w->has_gw;
+	if (w->has_gw)
+		out->gw = w->gw;
+	out->rtt_ms = w->rtt_ms;
+	out->probes = w->probes;
+	out->probes_lost = w->probes_lost;
+	out->endpoint = w->endpoint;
+	out->bytes_sent = w->bytes_sent;
+	out->bytes_received = w->bytes_received;
+}
+
+static bool same_ip4(const union sockaddr_any *a, const union sockaddr_any *b)
+{
+	return a->sa.sa_family == AF_INET && b->sa.sa_family == AF_INET &&
+	       a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
+}
+
+int linkmon_wan_of(const struct linkmon *lm, const union sockaddr_any *addr)
+{
+	if (!lm || !addr)
+		return -1;
+	union sockaddr_any a = *addr;
+	addr_unmap(&a);
+	for (size_t i = 0; i < lm->n; i++)
+		if (lm->wans[i]->has_addr && same_ip4(&lm->wans[i]->addr, &a))
+			return (int)i;
+	/* (a subflow of an address the WAN has lost since) */
+	for (size_t i = 0; i < lm->n; i++)
+		if (same_ip4(&lm->wans[i]->routed_addr, &a))
+			return (int)i;
+	return -1;
+}
+
+void linkmon_account(struct linkmon *lm, int i, uint64_t sent,
+		     uint64_t received)
+{
+	if (!lm || i < 0 || (size_t)i >= lm->n)
+		return;
+	lm->wans[i]->bytes_sent += sent;
+	lm->wans[i]->bytes_received += received;
 }

@@ -29,6 +29,7 @@ the behaviour the daemon tests expect. The other tests need the feature.
 
 import os
 import re
+import signal
 import threading
 import time
 
@@ -54,6 +55,11 @@ PROTO = 77
 LOG_CARRIER_DOWN = r"wan {wan} down: carrier lost"
 LOG_PROBES_DOWN = r"wan {wan} down: \d+ probes lost"
 LOG_UP = r"wan {wan} up\b"
+LOG_DOWN = r"wan {wan} down\b"
+LOG_RELOADED = r"reloaded "
+LOG_REMOVED = r"wan {wan} removed"
+LOG_ADDED = r"wan {wan} added"
+LOG_MODE = r"wan {wan}: now {mode}\b"
 # timing bounds, seconds
 CARRIER_DOWN_S = 1.0     # carrier lost -> its endpoint gone
 READY_S = 5.0            # daemon listening -> endpoints and rules in place
@@ -61,6 +67,7 @@ MARGIN_S = 1.0           # added to the probe-driven bounds below
 # probe-driven bounds (from the linkmon config of the test):
 #   down: down_after x interval_ms + timeout_ms + MARGIN_S
 #   up:   up_after   x interval_ms + timeout_ms + MARGIN_S
+RELOAD_S = 5.0           # SIGHUP -> "reloaded" logged
 # shaping of both WAN lines for the downloads that must last a while
 RATE_MBIT = 20
 BIG = 64 * MiB           # ~14 s over two 20 Mbit/s lines, ~28 s over one
@@ -316,6 +323,29 @@ def shares(d):
     return {w: v / total for w, v in d.items()}
 
 
+def reload(t, m, wans, linkmon=None):
+    """Rewrite the daemon's configuration with these `wans` (None: no
+    wans, no linkmon) and `linkmon` (None: as it was), SIGHUP it, and wait
+    for its "reloaded" line: the link monitor's changes are made (and
+    logged) before it."""
+    before = count_log(m, LOG_RELOADED)
+    if wans is None:
+        m.config.pop("wans", None)
+        m.config.pop("linkmon", None)
+    else:
+        m.config["wans"] = wans
+    if linkmon is not None:
+        m.config["linkmon"] = linkmon
+    m.write_config()
+    m.signal(signal.SIGHUP)
+    wait_log_more(m, LOG_RELOADED, before, timeout=RELOAD_S)
+    m.check_alive()
+
+
+def endpoint_ids(t):
+    return {w: (endpoint(t, w) or {}).get("id") for w in T.WAN_IFS}
+
+
 def start_daemon(mpredir, socks, wans, linkmon=None, **kw):
     """mpredir with the reference ruleset (the fixture's default), no warm
     pool (each flow opens its connection when it starts, on the paths
@@ -331,6 +361,7 @@ def start_daemon(mpredir, socks, wans, linkmon=None, **kw):
 # By hand: what the daemon is to do (shows the topology and the kernel)
 # ------------------------------------------------------------------------
 HAND_TABLES = {"wan1": 101, "wan2": 102}
+DEFAULT_TABLE = 0x4d60   # wans[i].table default: this + i
 HAND_BEST_TABLE = 100
 
 
@@ -742,3 +773,183 @@ def test_new_address_moves_endpoint_and_rule(topology, socks, mpredir):
         t.ip("rtr", ["addr", "flush", "dev", "wan2", "to", new + "/32"])
         t.ip("rtr", ["addr", "add", old + "/24", "dev", "wan2"])
     wait_ready(t, m)
+
+
+# ------------------------------------------------------------------------
+# Reload: WANs reconciled by difference (matched by interface name)
+# ------------------------------------------------------------------------
+MPC_SYN_RX = "MPTcpExtMPCapableSYNRX"
+
+
+def test_reload_removes_and_adds_a_wan(topology, socks, mpredir):
+    """A reload without wan2 while a download runs over both WANs: wan2's
+    endpoint, `from` rule and table route are gone at once, wan1's
+    endpoint keeps its id, and the flow goes on over its wan1 subflow (the
+    same MPTCP connection: no new MP_CAPABLE, no new MP_JOIN) to the end,
+    intact. A reload with wan2 again brings its set-up back, and the next
+    download uses both WANs."""
+    t = topology
+    m = start_daemon(mpredir, socks, wans_config(), LINKMON_FAST)
+    wait_ready(t, m)
+    ids = endpoint_ids(t)
+    table2 = int(from_rule(t, "wan2")["table"])
+    assert t.mptcp_limits()["subflows"] == 2
+    t.shape_wan(rate_mbit=RATE_MBIT)
+    n0, r0, b0 = t.nstat("srv"), t.nstat("rtr"), rx(t)
+    bg = lan_fetch_bg(t)
+    wait_rx(t, b0, "wan2", 4 * MiB, bg)
+    wait_rx(t, b0, "wan1", 4 * MiB, bg)
+
+    reload(t, m, wans_config()[:1])
+    assert m.wait_log(LOG_REMOVED.format(wan="wan2"), timeout=0), \
+        m.log(tail=30)
+    b1 = rx(t)
+    assert endpoint(t, "wan2") is None, state(t)
+    assert from_rule(t, "wan2") is None, state(t)
+    assert default_route(t, table2) is None, state(t)
+    assert endpoint_ids(t)["wan1"] == ids["wan1"], state(t)
+    assert wan_ready(t, "wan1") and best_wan(t) == "wan1", state(t)
+    assert t.mptcp_limits()["subflows"] == 1
+    # the download goes on over wan1
+    wait_rx(t, b1, "wan1", 8 * MiB, bg)
+    f = bg.join()
+    assert f.ok(BIG), f
+    after = rx_delta(b1, rx(t))
+    d = T.Topology.delta(n0, t.nstat("srv"), MPC_SYN_RX, JOIN_SYN_RX)
+    dr = {k: v for k, v in T.Topology.delta(r0, t.nstat("rtr")).items()
+          if k.startswith("MPTcpExt") and v}
+    print("before the reload %s, after %s; download %.1f s; srv %s; "
+          "rtr %s" % (rx_delta(b0, b1), after, f.elapsed, d, dr))
+    assert d == {MPC_SYN_RX: 1, JOIN_SYN_RX: 1}, d
+    # rtr closed the one subflow of wan2's endpoint (and told srv)
+    assert dr.get("MPTcpExtRmSubflow") == 1, dr
+    assert after["wan1"] > 0.8 * (BIG - sum(rx_delta(b0, b1).values())), \
+        after
+    assert after["wan2"] < MiB, after
+    assert not re.search(LOG_DOWN.format(wan="wan1"), m.log()), m.log()
+
+    # wan2 again
+    t0 = time.monotonic()
+    reload(t, m, wans_config())
+    assert m.wait_log(LOG_ADDED.format(wan="wan2"), timeout=0), \
+        m.log(tail=30)
+    took = wait_back(t, "wan2", t0, up_bound(LINKMON_FAST), "the reload")
+    print("wan2 set up %.3f s after the reload" % took)
+    assert int(from_rule(t, "wan2")["table"]) == table2
+    assert endpoint_ids(t)["wan1"] == ids["wan1"], state(t)
+    assert t.mptcp_limits()["subflows"] == 2
+    n0, b0 = t.nstat("srv"), rx(t)
+    f = clients.fetch(t, "lan", clients.bytes_url(T.DST4, 32 * MiB),
+                      timeout=FETCH_TIMEOUT)
+    assert f.ok(32 * MiB), f
+    d = T.Topology.delta(n0, t.nstat("srv"), JOIN_SYN_RX, JOIN_ACK_RX)
+    assert d[JOIN_SYN_RX] >= 1 and d[JOIN_ACK_RX] >= 1, d
+    sh = shares(rx_delta(b0, rx(t)))
+    print("shares after wan2's return %s" % sh)
+    assert sh["wan2"] > 0.2, sh
+
+
+def test_reload_switches_mode_in_place(topology, socks, mpredir):
+    """A reload making wan2 a backup changes its endpoint's flag in place:
+    same id, flag backup, the running download keeps its wan2 subflow
+    (no new MP_JOIN), which goes idle; back to active, it carries a share
+    again. The download completes intact."""
+    t = topology
+    m = start_daemon(mpredir, socks, wans_config(), LINKMON_FAST)
+    wait_ready(t, m)
+    ids = endpoint_ids(t)
+    assert not endpoint(t, "wan2").get("backup")
+    t.shape_wan(rate_mbit=RATE_MBIT)
+    n0, b0 = t.nstat("srv"), rx(t)
+    bg = lan_fetch_bg(t)
+    wait_rx(t, b0, "wan2", 4 * MiB, bg)
+
+    reload(t, m, wans_config(wan2_mode="backup"))
+    assert m.wait_log(LOG_MODE.format(wan="wan2", mode="backup"),
+                      timeout=0), m.log(tail=30)
+    e2 = endpoint(t, "wan2")
+    assert e2["id"] == ids["wan2"] and e2.get("backup") and \
+        e2.get("subflow"), state(t)
+    assert endpoint_ids(t) == ids and best_wan(t) == "wan1", state(t)
+    wait_rx(t, rx(t), "wan1", 2 * MiB, bg)     # (what was queued drains)
+    b1 = rx(t)
+    wait_rx(t, b1, "wan1", 8 * MiB, bg)
+    backup_phase = rx_delta(b1, rx(t))
+    print("wan2 a backup: %s" % backup_phase)
+    assert shares(backup_phase)["wan2"] < 0.05, backup_phase
+
+    reload(t, m, wans_config())
+    assert m.wait_log(LOG_MODE.format(wan="wan2", mode="active"),
+                      timeout=0), m.log(tail=30)
+    e2 = endpoint(t, "wan2")
+    assert e2["id"] == ids["wan2"] and not e2.get("backup"), state(t)
+    b2 = rx(t)
+    wait_rx(t, b2, "wan2", 4 * MiB, bg)
+    f = bg.join()
+    assert f.ok(BIG), f
+    active_phase = rx_delta(b2, rx(t))
+    print("wan2 active again: %s; download %.1f s" % (active_phase,
+                                                     f.elapsed))
+    assert shares(active_phase)["wan2"] > 0.2, active_phase
+    d = T.Topology.delta(n0, t.nstat("srv"), MPC_SYN_RX, JOIN_SYN_RX)
+    assert d == {MPC_SYN_RX: 1, JOIN_SYN_RX: 1}, d
+    log = m.log()
+    assert not re.search(LOG_DOWN.format(wan=r"wan\d"), log), log
+
+
+def test_reload_reorders_wans_and_probes(topology, socks, mpredir):
+    """A reload listing wan2 before wan1 (so with default tables they trade
+    tables and rule priorities) and with other probe settings, mid-
+    download: both stay up with their endpoint ids, each rule and table
+    follows its new position, new flows start on wan2 (now the first
+    active one), and the running download keeps both subflows to the end,
+    intact."""
+    t = topology
+    m = start_daemon(mpredir, socks, wans_config(), LINKMON_FAST)
+    wait_ready(t, m)
+    ids = endpoint_ids(t)
+    assert best_wan(t) == "wan1"
+    t.shape_wan(rate_mbit=RATE_MBIT)
+    n0, b0 = t.nstat("srv"), rx(t)
+    bg = lan_fetch_bg(t)
+    wait_rx(t, b0, "wan2", 4 * MiB, bg)
+
+    lm = dict(LINKMON_FAST, probe="icmp", target=T.SERVICE4,
+              interval_ms=250, timeout_ms=200)
+    reload(t, m, wans_config()[::-1], lm)
+    assert endpoint_ids(t) == ids, state(t)
+    for i, w in enumerate(("wan2", "wan1")):
+        r = from_rule(t, w)
+        assert r is not None and int(r["table"]) == DEFAULT_TABLE + i and \
+            r["priority"] == 10000 + i, state(t)
+        assert wan_ready(t, w), state(t)
+    assert len(t.ip_rules(protocol=PROTO)) == 3, state(t)  # + fwmark
+    assert len(t.ip_routes("all", protocol=PROTO)) == 3, state(t)
+    assert best_wan(t) == "wan2", state(t)
+    b1 = rx(t)
+    wait_rx(t, b1, "wan2", 4 * MiB, bg)
+    wait_rx(t, b1, "wan1", 4 * MiB, bg)
+    f = bg.join()
+    assert f.ok(BIG), f
+    d = T.Topology.delta(n0, t.nstat("srv"), MPC_SYN_RX, JOIN_SYN_RX)
+    assert d == {MPC_SYN_RX: 1, JOIN_SYN_RX: 1}, d
+    # health kept: nothing went down; probes (icmp now) keep it up
+    time.sleep(down_bound(lm))
+    log = m.log()
+    assert not re.search(LOG_DOWN.format(wan=r"wan\d"), log), log
+    assert endpoint_ids(t) == ids, state(t)
+
+
+def test_reload_without_wans_and_back(topology, socks, mpredir):
+    """A reload without `wans` stops the link monitor: every endpoint,
+    rule and route it made is gone (the daemon runs on); a reload with
+    them again sets both WANs up as at start."""
+    t = topology
+    m = start_daemon(mpredir, socks, wans_config(), LINKMON_FAST)
+    wait_ready(t, m)
+    reload(t, m, None)
+    assert t.mptcp_endpoints() == [], state(t)
+    assert t.ip_rules(protocol=PROTO) == [], state(t)
+    assert t.ip_routes("all", protocol=PROTO) == [], state(t)
+    reload(t, m, wans_config(), LINKMON_FAST)
+    wait_ready(t, m, timeout=up_bound(LINKMON_FAST))
