@@ -24,15 +24,16 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=all
 
 # Modules of the daemon (redirector/X.c). main.c holds main().
-MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture linkmon mptcp_pm
+MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture linkmon mptcp_pm paths control status cli
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.
-UNITS := socks5 config fw mptcp_pm
+UNITS := socks5 config fw mptcp_pm paths
 UNIT_DEPS_socks5 := socks5
 UNIT_DEPS_config := config log addr
 UNIT_DEPS_fw := fw log addr
 UNIT_DEPS_mptcp_pm := mptcp_pm nl log addr
+UNIT_DEPS_paths := paths addr mptcp_pm nl log
 
 BUILD := build
 
@@ -100,7 +101,7 @@ test-e2e-asan: $(BUILD)/asan/mpredir $(BUILD)/asan/delayemu
 test-valgrind: redirector/mpredir
 	MPREDIR_BIN=$(CURDIR)/test/tools/valgrind-mpredir \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e/test_redirector.py \
-	    test/e2e/test_firewall.py
+	    test/e2e/test_firewall.py test/e2e/test_status.py
 
 test: test-unit test-e2e
 test-asan: test-unit-asan test-e2e-asan

@@ -1204,6 +1204,31 @@ static const struct key_def log_keys[] = {
 	{ NULL, NULL },
 };
 
+/* control */
+static void k_control_socket(struct ctx *c, const char *path,
+			     struct json_object *v, struct config *cfg, void *arg)
+{
+	const char *s;
+	size_t len;
+	if (!get_str(c, path, v, &s, &len))
+		return;
+	/* "" turns the control socket off */
+	if (len && (s[0] != '/' || len >= CONFIG_MAX_SOCKET_PATH)) {
+		char *sh = shown(s, len, MAX_SHOWN);
+		add_err(c, path, "\"%s\" is not an absolute path of at most "
+			"%d bytes (or \"\" for no control socket)", sh,
+			CONFIG_MAX_SOCKET_PATH - 1);
+		shown_free(sh);
+		return;
+	}
+	keep(c, path, &cfg->control_socket, s);
+}
+
+static const struct key_def control_keys[] = {
+	{ "socket", k_control_socket },
+	{ NULL, NULL },
+};
+
 /* top level */
 static void section(struct ctx *c, const char *path, struct json_object *v,
 		    const struct key_def *defs, struct config *cfg, void *arg)
@@ -1248,6 +1273,12 @@ static void k_log(struct ctx *c, const char *path, struct json_object *v,
 	section(c, path, v, log_keys, cfg, NULL);
 }
 
+static void k_control(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg, void *arg)
+{
+	section(c, path, v, control_keys, cfg, NULL);
+}
+
 static const struct key_def top_keys[] = {
 	{ "listen", k_listen },
 	{ "servers", k_servers },
@@ -1257,6 +1288,7 @@ static const struct key_def top_keys[] = {
 	{ "wans", k_wans },
 	{ "linkmon", k_linkmon },
 	{ "log", k_log },
+	{ "control", k_control },
 	{ NULL, NULL },
 };
 
@@ -1538,6 +1570,9 @@ static struct config *parse(struct ctx *c, const char *text, size_t len)
 	if (!cfg->listen_address)
 		keep(c, "listen.address", &cfg->listen_address,
 		     CONFIG_DEFAULT_LISTEN_ADDRESS);
+	if (!cfg->control_socket)
+		keep(c, "control.socket", &cfg->control_socket,
+		     CONFIG_DEFAULT_CONTROL_SOCKET);
 	for (size_t i = 0; i < cfg->n_servers; i++)
 		if (!cfg->servers[i].pipeline_set)
 			cfg->servers[i].pipeline = cfg->pipeline;
@@ -1655,6 +1690,7 @@ void config_free(struct config *cfg)
 	if (!cfg)
 		return;
 	free(cfg->listen_address);
+	free(cfg->control_socket);
 	for (size_t i = 0; i < cfg->n_servers; i++) {
 		struct config_server *s = &cfg->servers[i];
 		free(s->address);

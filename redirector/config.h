@@ -16,6 +16,8 @@
 #define CONFIG_DEFAULT_LISTEN_ADDRESS "::"
 #define CONFIG_DEFAULT_LISTEN_PORT 1088
 #define CONFIG_DEFAULT_MARK 0x4d50u /* "MP" */
+#define CONFIG_DEFAULT_CONTROL_SOCKET "/var/run/mpredir.sock"
+#define CONFIG_MAX_SOCKET_PATH 108 /* sizeof(sun_path), with its NUL */
 
 /* "auto" / "on" / "off" settings (booleans are accepted for on/off). */
 enum config_mode { CONFIG_AUTO, CONFIG_ON, CONFIG_OFF };
@@ -101,6 +103,8 @@ struct config {
 	union sockaddr_any probe_target; /* port 0 for icmp */
 	/* log */
 	enum log_level log_level;      /* default info */
+	/* control */
+	char *control_socket;          /* unix socket path; "" = none */
 };
 
 /* Collected error lines, each "PATH: reason" (or "FILE: reason" for a file

@@ -16,6 +16,7 @@
 #include "origdst.h"
 #include "pool.h"
 #include "socks5.h"
+#include "status.h"
 
 /* The client's first bytes that may ride with the SOCKS messages: enough
  * for a TLS ClientHello or an HTTP request; the rest follows in the relay. */
@@ -56,25 +57,31 @@ struct flow_setup {
 
 static const struct {
 	const char *name;
+	const char *key;          /* in status (stable, documented) */
 	bool reset;               /* close with RST */
 	enum log_level level;
 } flow_ends[FLOW_END__COUNT] = {
-	[FLOW_END_DONE] = { "done", false, LOG_LVL_DEBUG },
-	[FLOW_END_LAN_RESET] = { "LAN side reset", true, LOG_LVL_DEBUG },
-	[FLOW_END_UP_RESET] = { "server side reset", true, LOG_LVL_INFO },
-	[FLOW_END_IDLE] = { "idle timeout", true, LOG_LVL_DEBUG },
-	[FLOW_END_NO_SERVER] = { "no server reachable", true, LOG_LVL_INFO },
-	[FLOW_END_SETUP_TIMEOUT] = { "setup timeout", true, LOG_LVL_INFO },
-	[FLOW_END_REFUSED] = { "CONNECT refused", true, LOG_LVL_INFO },
-	[FLOW_END_SERVER_CLOSED] = { "server closed before CONNECT reply", true, LOG_LVL_INFO },
-	[FLOW_END_PROTOCOL] = { "SOCKS protocol error", true, LOG_LVL_WARN },
-	[FLOW_END_NOMEM] = { "out of memory or descriptors", true, LOG_LVL_WARN },
-	[FLOW_END_SHUTDOWN] = { "daemon stopping", true, LOG_LVL_DEBUG },
+	[FLOW_END_DONE] = { "done", "done", false, LOG_LVL_DEBUG },
+	[FLOW_END_LAN_RESET] = { "LAN side reset", "lan_reset", true, LOG_LVL_DEBUG },
+	[FLOW_END_UP_RESET] = { "server side reset", "server_reset", true, LOG_LVL_INFO },
+	[FLOW_END_IDLE] = { "idle timeout", "idle_timeout", true, LOG_LVL_DEBUG },
+	[FLOW_END_NO_SERVER] = { "no server reachable", "no_server", true, LOG_LVL_INFO },
+	[FLOW_END_SETUP_TIMEOUT] = { "setup timeout", "setup_timeout", true, LOG_LVL_INFO },
+	[FLOW_END_REFUSED] = { "CONNECT refused", "connect_refused", true, LOG_LVL_INFO },
+	[FLOW_END_SERVER_CLOSED] = { "server closed before CONNECT reply", "server_closed", true, LOG_LVL_INFO },
+	[FLOW_END_PROTOCOL] = { "SOCKS protocol error", "protocol_error", true, LOG_LVL_WARN },
+	[FLOW_END_NOMEM] = { "out of memory or descriptors", "no_resources", true, LOG_LVL_WARN },
+	[FLOW_END_SHUTDOWN] = { "daemon stopping", "shutdown", true, LOG_LVL_DEBUG },
 };
 
 const char *flow_end_name(enum flow_end why)
 {
 	return why < FLOW_END__COUNT ? flow_ends[why].name : "?";
+}
+
+const char *flow_end_key(enum flow_end why)
+{
+	return why < FLOW_END__COUNT ? flow_ends[why].key : "?";
 }
 
 static void close_rst(int fd)
@@ -135,6 +142,9 @@ void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 			    detail ? ": " : "", detail ? detail : "");
 	}
 	env->stats.ended[why]++;
+	env->stats.bytes_up += f->relay.dir[RELAY_LAN].bytes;
+	env->stats.bytes_down += f->relay.dir[RELAY_UP].bytes;
+	status_flow_end(f);
 	ev_timer_stop(loop, &f->timer);
 	setup_free(loop, f);
 	relay_stop(loop, &f->relay);
@@ -232,6 +242,7 @@ static void start_relay(struct ev_loop *loop, struct flow *f,
 	f->idle_mark = 0;
 	f->last_active = ev_now(loop);
 	arm_idle(loop, f);
+	status_flow_relaying(f);
 }
 
 /* ---- setup ---------------------------------------------------------------
@@ -624,6 +635,7 @@ static void start_connect(struct ev_loop *loop, struct flow *f)
 		return;
 	}
 	f->up_fd = fd;
+	f->fast_open = s->fast_open;
 	f->state = FLOW_CONNECTING;
 	s->attempt_deadline = ev_now(loop) +
 			      f->ups->cfg->connect_timeout_ms / 1000.0;
@@ -776,6 +788,7 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 		return;
 	}
 	f->env = env;
+	f->id = ++env->last_id;
 	f->ups = upstream_ref(env->ups);
 	f->setup = s;
 	f->lan = lan;

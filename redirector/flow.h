@@ -56,7 +56,11 @@ struct flow {
 	uint64_t idle_mark;       /* bytes seen by the last idle check */
 	int lan_fd, up_fd;
 	enum flow_state state;
-	bool mptcp;
+	bool mptcp;               /* the upstream socket is IPPROTO_MPTCP */
+	bool fast_open;           /* its connect asked for TCP Fast Open */
+	uint8_t kind;             /* enum paths_kind, known once relaying */
+	uint64_t id;              /* for status: 1, 2, ... */
+	struct flow_paths *paths; /* status: subflows seen (NULL until read) */
 };
 
 /* Counters for the whole daemon. */
@@ -64,6 +68,7 @@ struct flow_stats {
 	uint64_t accepted, total_ok;
 	uint64_t ended[FLOW_END__COUNT];
 	uint64_t refused_self, refused_full, refused_origdst, refused_nofd;
+	uint64_t bytes_up, bytes_down; /* relayed by flows that ended */
 };
 
 /* What flows share: the current server set and the live flows. */
@@ -73,8 +78,10 @@ struct flow_env {
 	struct upstream *ups; /* current set; flows take a reference */
 	const struct rtmon *ifaddrs; /* the router's addresses */
 	bool tproxy;          /* the listener is transparent */
+	struct linkmon *linkmon;     /* WANs, for per-WAN bytes; may be NULL */
 	struct flow *flows;
 	unsigned nflows;
+	uint64_t last_id;
 	struct flow_stats stats;
 };
 
@@ -94,5 +101,7 @@ void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 void flow_close_all(struct ev_loop *loop, struct flow_env *env);
 
 const char *flow_end_name(enum flow_end why);
+/* Its identifier in status ("done", "server_reset", ...). */
+const char *flow_end_key(enum flow_end why);
 
 #endif

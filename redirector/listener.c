@@ -19,6 +19,21 @@ static int set_int(int fd, int level, int opt, int val)
 	return setsockopt(fd, level, opt, &val, sizeof(val));
 }
 
+int listener_set_transparent(struct listener *l, bool on, const char **what)
+{
+	/* tproxy: accept connections for any destination address. */
+	if (l->addr.sa.sa_family == AF_INET6 &&
+	    set_int(l->fd, SOL_IPV6, IPV6_TRANSPARENT, on) < 0) {
+		*what = "setsockopt(IPV6_TRANSPARENT)";
+		return -errno;
+	}
+	if (set_int(l->fd, SOL_IP, IP_TRANSPARENT, on) < 0) {
+		*what = "setsockopt(IP_TRANSPARENT)";
+		return -errno;
+	}
+	return 0;
+}
+
 int listener_open(struct listener *l, struct flow_env *env,
 		  const char *address, uint16_t port, bool transparent,
 		  const char **what)
@@ -47,16 +62,9 @@ int listener_open(struct listener *l, struct flow_env *env,
 		*what = "setsockopt(IPV6_V6ONLY)";
 		goto fail;
 	}
-	/* tproxy: accept connections for any destination address. */
-	if (transparent && l->addr.sa.sa_family == AF_INET6 &&
-	    set_int(fd, SOL_IPV6, IPV6_TRANSPARENT, 1) < 0) {
-		*what = "setsockopt(IPV6_TRANSPARENT)";
+	l->fd = fd;
+	if (transparent && listener_set_transparent(l, true, what) < 0)
 		goto fail;
-	}
-	if (transparent && set_int(fd, SOL_IP, IP_TRANSPARENT, 1) < 0) {
-		*what = "setsockopt(IP_TRANSPARENT)";
-		goto fail;
-	}
 	if (bind(fd, &l->addr.sa, addr_len(&l->addr)) < 0) {
 		*what = "bind";
 		goto fail;
@@ -65,12 +73,12 @@ int listener_open(struct listener *l, struct flow_env *env,
 		*what = "listen";
 		goto fail;
 	}
-	l->fd = fd;
 	l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	return 0;
 fail:;
 	int err = errno;
 	close(fd);
+	l->fd = -1;
 	return -err;
 }
 

@@ -31,6 +31,9 @@ int listener_open(struct listener *l, struct flow_env *env,
 		  const char *address, uint16_t port, bool transparent,
 		  const char **what);
 void listener_start(struct ev_loop *loop, struct listener *l);
+/* Switch tproxy transparency on an open listener (a reload that changes
+ * only the firewall mode keeps its socket). 0 or -errno (*what). */
+int listener_set_transparent(struct listener *l, bool on, const char **what);
 /* Stop accepting and close the socket (idempotent). */
 void listener_close(struct ev_loop *loop, struct listener *l);
 

@@ -55,16 +55,30 @@ bool log_enabled(enum log_level lvl)
 	return lvl <= log_max;
 }
 
+static log_tap_fn *tap;
+static void *tap_arg;
+
+void log_set_tap(log_tap_fn *fn, void *arg)
+{
+	tap = fn;
+	tap_arg = arg;
+}
+
 static void log_v(enum log_level lvl, const char *fmt, va_list ap)
 {
+	bool tapped = tap && lvl <= LOG_LVL_INFO;
+	if (!log_enabled(lvl) && !tapped)
+		return;
+	char line[1024];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (tapped)
+		tap(lvl, line, tap_arg);
 	if (!log_enabled(lvl))
 		return;
 	if (log_syslog) {
-		vsyslog(level_syslog[lvl], fmt, ap);
+		syslog(level_syslog[lvl], "%s", line);
 		return;
 	}
-	char line[1024];
-	vsnprintf(line, sizeof(line), fmt, ap);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;

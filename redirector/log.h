@@ -18,6 +18,11 @@ bool log_enabled(enum log_level lvl);
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* While set, every message up to info level (whatever the configured
+ * level) is also given to fn: a reload collects what it did this way. */
+typedef void log_tap_fn(enum log_level lvl, const char *line, void *arg);
+void log_set_tap(log_tap_fn *fn, void *arg);
+
 /* A rate limit for one kind of repetitive message: the first is always
  * printed; later ones at most once per `interval_s`, with a count of the
  * ones suppressed meanwhile. `now` is a monotonic time in seconds. */

@@ -10,31 +10,26 @@
 #include <sys/resource.h>
 
 #include "capture.h"
+#include "cli.h"
 #include "config.h"
+#include "control.h"
+#include "daemon.h"
 #include "flow.h"
 #include "linkmon.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
 #include "relay.h"
+#include "status.h"
 #include "upstream.h"
-
-struct daemon {
-	struct ev_loop *loop;
-	const char *config_path;
-	struct flow_env env;
-	struct listener listener;
-	struct rtmon *rtmon;
-	struct capture *capture; /* NULL when firewall.enabled is false */
-	struct linkmon *linkmon; /* NULL without wans[] */
-	ev_signal sig_term, sig_int, sig_hup;
-};
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: mpredir -c FILE [--syslog]   run in the foreground\n"
 		"       mpredir --check -c FILE      validate FILE and exit\n"
+		"       mpredir status [--json] [--flows [--limit N]] [-c FILE | --socket PATH]\n"
+		"       mpredir reload [-c FILE | --socket PATH]\n"
 		"       mpredir --version | --help\n"
 		"\n"
 		"Redirects LAN TCP flows (sent to its listener by nftables) to a\n"
@@ -44,6 +39,8 @@ static void usage(FILE *out)
 		"  -t, --check        validate the configuration: exit 0 if valid,\n"
 		"                     else 1 with one line per error\n"
 		"  -s, --syslog       log to syslog instead of stderr\n"
+		"  status             what the running daemon does (doc/status.md)\n"
+		"  reload             make it apply its configuration file again\n"
 		"  -V, --version      print the version\n"
 		"  -h, --help         this text\n");
 }
@@ -133,8 +130,8 @@ static void on_network(struct rtmon *rm, unsigned what, void *arg)
 
 	if (d->capture && (what & RTMON_ADDRS))
 		capture_addresses_changed(d->capture);
-	if (d->linkmon)
-		linkmon_network_changed(d->linkmon, what);
+	if (d->env.linkmon)
+		linkmon_network_changed(d->env.linkmon, what);
 }
 
 /* Bring the capture (nftables table, tproxy routes) in line with ups. */
@@ -151,27 +148,70 @@ static int set_capture(struct daemon *d, const struct upstream *ups)
 	return d->capture ? 0 : -1;
 }
 
-static void reload(struct daemon *d)
+static struct json_object *on_request(struct json_object *req, void *arg);
+
+/* The control socket where cfg wants it (opened, moved or closed). A
+ * failure is logged; `mpredir status` then cannot reach the daemon, which
+ * otherwise runs on. */
+static int set_control(struct daemon *d, const struct config *cfg)
+{
+	const char *what = "";
+	int err = 0;
+
+	if (!cfg->control_socket[0]) {
+		control_close(d->control);
+		d->control = NULL;
+		return 0;
+	}
+	if (d->control)
+		err = -control_rebind(d->control, cfg->control_socket, &what);
+	else if (!(d->control = control_open(d->loop, cfg->control_socket,
+					     on_request, d, &what, &err)))
+		err = err ? err : ENOMEM;
+	if (err) {
+		log_error("control socket %s: %s: %s", cfg->control_socket,
+			  what, strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* Apply the configuration file again, by difference: servers that stay
+ * keep their state and warm connections, the firewall rewrites only the
+ * sets that changed, WANs that stay keep their endpoints; flows go on with
+ * the set they started with. True when applied; else the running
+ * configuration stays and the reasons are logged. */
+static bool reload(struct daemon *d)
 {
 	struct config *cfg = load(d->config_path);
 	if (!cfg) {
 		log_error("reload of %s refused: keeping the running "
 			  "configuration", d->config_path);
-		return;
+		return false;
 	}
 	const struct config *old = d->env.ups->cfg;
 	bool relisten = strcmp(old->listen_address, cfg->listen_address) != 0 ||
-			old->listen_port != cfg->listen_port ||
-			old->fw_mode != cfg->fw_mode;
+			old->listen_port != cfg->listen_port;
+	/* the same socket can change its transparency (tproxy) */
+	bool retransparent = !relisten && old->fw_mode != cfg->fw_mode;
+	bool tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
 	struct listener l;
-	if (relisten && open_listener(d, &l, cfg) < 0) {
+	const char *what = "";
+	int rc = 0;
+	if (retransparent &&
+	    (rc = listener_set_transparent(&d->listener, tproxy, &what)) < 0)
+		log_error("listener: %s: %s", what, strerror(-rc));
+	if ((relisten && open_listener(d, &l, cfg) < 0) ||
+	    (retransparent && rc < 0)) {
 		log_error("reload refused: keeping the running configuration");
 		config_free(cfg);
-		return;
+		return false;
 	}
 	struct upstream *ups = upstream_new(cfg);
+	if (ups)
+		upstream_carry_over(ups, d->env.ups);
 	if (!ups || apply(d, cfg) < 0 || set_capture(d, ups) < 0 ||
-	    pool_start_all(d->loop, ups) < 0) {
+	    pool_start_all(d->loop, ups, d->env.ups) < 0) {
 		log_error("reload refused: keeping the running configuration");
 		if (ups) {
 			pool_stop_all(ups);
@@ -181,8 +221,12 @@ static void reload(struct daemon *d)
 		}
 		if (relisten)
 			listener_close(d->loop, &l);
+		if (retransparent)
+			listener_set_transparent(&d->listener, !tproxy, &what);
 		apply(d, d->env.ups->cfg);
-		return;
+		set_capture(d, d->env.ups);
+		pool_start_all(d->loop, d->env.ups, NULL);
+		return false;
 	}
 	if (relisten) {
 		listener_close(d->loop, &d->listener);
@@ -190,13 +234,78 @@ static void reload(struct daemon *d)
 		listener_start(d->loop, &d->listener);
 	}
 	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
-	d->linkmon = linkmon_reload(d->linkmon, d->loop, ups, d->rtmon);
+	d->env.linkmon = linkmon_reload(d->env.linkmon, d->loop, ups, d->rtmon);
+	set_control(d, cfg);
 	pool_stop_all(d->env.ups);
 	upstream_unref(d->env.ups);
 	d->env.ups = ups;
+	d->config_loaded = time(NULL);
 	log_info("reloaded %s: %zu server(s); %u flow(s) continue with the "
 		 "previous configuration", d->config_path, cfg->n_servers,
 		 d->env.nflows);
+	return true;
+}
+
+static void reload_counted(struct daemon *d)
+{
+	if (reload(d))
+		d->reloads++;
+	else
+		d->reloads_refused++;
+}
+
+/* ---- control requests --------------------------------------------------- */
+
+static void collect(enum log_level lvl, const char *line, void *arg)
+{
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "level",
+			       json_object_new_string(log_level_name(lvl)));
+	json_object_object_add(o, "text", json_object_new_string(line));
+	json_object_array_add(arg, o);
+}
+
+static struct json_object *request_reload(struct daemon *d)
+{
+	struct json_object *ans = json_object_new_object();
+	struct json_object *msgs = json_object_new_array();
+
+	log_info("reload requested on the control socket");
+	log_set_tap(collect, msgs);
+	bool ok = reload(d);
+	log_set_tap(NULL, NULL);
+	if (ok)
+		d->reloads++;
+	else
+		d->reloads_refused++;
+	json_object_object_add(ans, "ok", json_object_new_boolean(ok));
+	json_object_object_add(ans, "messages", msgs);
+	return ans;
+}
+
+static struct json_object *on_request(struct json_object *req, void *arg)
+{
+	struct daemon *d = arg;
+	struct json_object *v;
+	const char *name = json_object_get_string(
+		json_object_object_get(req, "request"));
+
+	if (strcmp(name, "status") == 0) {
+		bool flows = json_object_object_get_ex(req, "flows", &v) &&
+			     json_object_get_boolean(v);
+		int64_t limit = json_object_object_get_ex(req, "limit", &v)
+					? json_object_get_int64(v) : 0;
+		return status_json(d, flows, limit < 0 ? 0
+				   : limit > UINT32_MAX ? UINT32_MAX
+				   : (unsigned)limit);
+	}
+	if (strcmp(name, "reload") == 0)
+		return request_reload(d);
+	struct json_object *ans = json_object_new_object();
+	json_object_object_add(ans, "ok", json_object_new_boolean(0));
+	json_object_object_add(ans, "error", json_object_new_string(
+		"unknown request (status, reload)"));
+	return ans;
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -204,7 +313,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	struct daemon *d = w->data;
 
 	if (w->signum == SIGHUP) {
-		reload(d);
+		reload_counted(d);
 		return;
 	}
 	log_info("%s: stopping (%u flow(s) open)", strsignal(w->signum),
@@ -232,7 +341,8 @@ static void stop(struct daemon *d)
 		}
 	listener_close(d->loop, &d->listener);
 	flow_close_all(d->loop, &d->env);
-	linkmon_stop(d->linkmon);
+	control_close(d->control);
+	linkmon_stop(d->env.linkmon);
 	capture_stop(d->capture);
 	rtmon_close(d->rtmon);
 	if (d->env.ups) {
@@ -253,6 +363,10 @@ static int start(struct daemon *d, struct config *cfg)
 		return -1;
 	}
 	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
+	/* first: it finds out whether another daemon runs, before anything
+	 * of that one's (table, routes) is touched */
+	if (set_control(d, cfg) < 0)
+		return -1;
 	d->rtmon = rtmon_open(d->loop, on_network, d);
 	if (!d->rtmon) {
 		log_error("router addresses (rtnetlink): %s", strerror(errno));
@@ -262,10 +376,10 @@ static int start(struct daemon *d, struct config *cfg)
 	if (apply(d, cfg) < 0 || open_listener(d, &d->listener, cfg) < 0 ||
 	    set_capture(d, d->env.ups) < 0)
 		return -1;
-	if (cfg->n_wans && !(d->linkmon = linkmon_start(d->loop, d->env.ups,
-							d->rtmon)))
+	if (cfg->n_wans && !(d->env.linkmon = linkmon_start(d->loop, d->env.ups,
+							    d->rtmon)))
 		return -1;
-	if (pool_start_all(d->loop, d->env.ups) < 0)
+	if (pool_start_all(d->loop, d->env.ups, NULL) < 0)
 		return -1;
 	signal(SIGPIPE, SIG_IGN);
 	start_signal(d, &d->sig_term, SIGTERM);
@@ -277,7 +391,7 @@ static int start(struct daemon *d, struct config *cfg)
 
 static int run(const char *path, bool use_syslog)
 {
-	struct daemon d = { .config_path = path };
+	struct daemon d = { .config_path = path, .started = time(NULL) };
 
 	log_init(use_syslog, LOG_LVL_INFO);
 	struct config *cfg = load(path);
@@ -289,6 +403,8 @@ static int run(const char *path, bool use_syslog)
 		config_free(cfg);
 		return 1;
 	}
+	d.started_mono = ev_now(d.loop);
+	d.config_loaded = d.started;
 	if (start(&d, cfg) < 0) {
 		stop(&d);
 		return 1;
@@ -317,6 +433,9 @@ int main(int argc, char **argv)
 	bool check = false, use_syslog = false;
 	int c;
 
+	if (argc > 1 && (strcmp(argv[1], "status") == 0 ||
+			 strcmp(argv[1], "reload") == 0))
+		return cli_main(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "c:tsVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': path = optarg; break;

@@ -290,20 +290,30 @@ void pool_note_use(struct pool *p)
 	fill(p);
 }
 
-int pool_start_all(struct ev_loop *loop, struct upstream *u)
+int pool_start_all(struct ev_loop *loop, struct upstream *u,
+		   struct upstream *old)
 {
 	if (!u->cfg->pool_size)
 		return 0;
 	for (size_t i = 0; i < u->n; i++) {
-		struct pool *p = calloc(1, sizeof(*p));
-		if (!p)
+		struct upstream_server *s = &u->servers[i];
+		if (s->pool)
+			continue; /* a retry after a partial failure */
+		struct upstream_server *o = upstream_match(old, s);
+		struct pool *p = o ? o->pool : NULL;
+		if (p) {
+			/* the same server: its warm connections stay */
+			o->pool = NULL;
+		} else if (!(p = calloc(1, sizeof(*p)))) {
 			return -ENOMEM;
-		p->loop = loop;
+		} else {
+			p->loop = loop;
+			p->last_used = ev_now(loop);
+			ev_timer_init(&p->retry, on_retry, 0, 0);
+		}
 		p->ups = u;
-		p->server = &u->servers[i];
-		p->last_used = ev_now(loop);
-		ev_timer_init(&p->retry, on_retry, 0, 0);
-		u->servers[i].pool = p;
+		p->server = s;
+		s->pool = p;
 		fill(p);
 	}
 	return 0;

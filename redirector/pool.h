@@ -36,8 +36,11 @@ struct pool {
 };
 
 /* Pools for every server of u with pool.size > 0 (server->pool set), and
- * start filling them. 0 or -ENOMEM. */
-int pool_start_all(struct ev_loop *loop, struct upstream *u);
+ * start filling them. On a reload, `old` is the previous set: a server in
+ * both takes over its pool (the warm connections stay); else NULL.
+ * 0 or -ENOMEM. */
+int pool_start_all(struct ev_loop *loop, struct upstream *u,
+		   struct upstream *old);
 /* Close every warm connection of u's servers and free the pools. */
 void pool_stop_all(struct upstream *u);
 

@@ -100,6 +100,47 @@ struct upstream_server *upstream_next(struct upstream *u, size_t *pos,
 	return NULL;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+struct upstream_server *upstream_match(const struct upstream *old,
+				       const struct upstream_server *s)
+{
+	for (size_t i = 0; old && i < old->n; i++) {
+		struct upstream_server *o = &old->servers[i];
+		if (strcmp(o->cfg->address, s->cfg->address) == 0 &&
+		    o->cfg->port == s->cfg->port &&
+		    same_str(o->cfg->username, s->cfg->username) &&
+		    same_str(o->cfg->password, s->cfg->password) &&
+		    o->resolved == s->resolved &&
+		    (!s->resolved || addr_equal(&o->addr, &s->addr)))
+			return o;
+	}
+	return NULL;
+}
+
+void upstream_carry_over(struct upstream *u, const struct upstream *old)
+{
+	for (size_t i = 0; i < u->n; i++) {
+		struct upstream_server *s = &u->servers[i];
+		const struct upstream_server *o = upstream_match(old, s);
+		if (!o)
+			continue;
+		s->pipelining = o->pipelining;
+		s->pipelining_recheck = o->pipelining_recheck;
+		s->consecutive_failures = o->consecutive_failures;
+		s->backoff_until = o->backoff_until;
+		s->flows = o->flows;
+		s->failures = o->failures;
+		s->n_mptcp = o->n_mptcp;
+		s->n_fallback = o->n_fallback;
+		s->n_tcp = o->n_tcp;
+		s->n_fast_open = o->n_fast_open;
+	}
+}
+
 void upstream_report(struct upstream *u, struct upstream_server *s, bool ok,
 		     double now)
 {

@@ -32,6 +32,9 @@ struct upstream_server {
 	unsigned consecutive_failures;
 	double backoff_until;          /* ev_now() time; 0 = usable */
 	uint64_t flows, failures;
+	/* connections that relayed, by what they turned out to be */
+	uint64_t n_mptcp, n_fallback, n_tcp;
+	uint64_t n_fast_open;          /* of those: data in the SYN accepted */
 };
 
 /* One configuration's server set. Flows hold a reference, so a reload can
@@ -48,6 +51,13 @@ struct upstream {
  * server is unusable until the next reload. NULL on allocation failure. */
 struct upstream *upstream_new(struct config *cfg);
 struct upstream *upstream_ref(struct upstream *u);
+/* The server of `old` that is the same as s (address as written, port,
+ * credentials, resolved address), or NULL. */
+struct upstream_server *upstream_match(const struct upstream *old,
+				       const struct upstream_server *s);
+/* A reload: servers of u that were in old keep what was learnt of them
+ * (back-off, pipelining) and their counters. */
+void upstream_carry_over(struct upstream *u, const struct upstream *old);
 void upstream_unref(struct upstream *u);
 
 /* The next server to try for a flow, starting at *pos (begin with 0);

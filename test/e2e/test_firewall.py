@@ -172,11 +172,11 @@ def test_reload_rewrites_only_the_changed_sets(topology, socks, mpredir):
     assert table_objects(topology) == before
 
 
-# (a new mode needs a new listener, and the daemon opens it before closing
-# the old one: on another port)
+# (a new mode alone keeps the listener, switching its transparency)
 CHAIN_CHANGES = {
-    "mode": ({"mode": "tproxy"}, {"port": 1099}, "mode, port",
-             "tproxy to :1099"),
+    "mode": ({"mode": "tproxy"}, {}, "mode", "tproxy to :1088"),
+    "mode+port": ({"mode": "tproxy"}, {"port": 1099}, "mode, port",
+                  "tproxy to :1099"),
     "port": ({}, {"port": 1099}, "port", "redirect to :1099"),
     "block_quic": ({"block_quic": False}, {}, "block_quic",
                    "redirect to :1088"),

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 import nftrules
@@ -80,6 +81,9 @@ class Mpredir:
         self.lan_ifaces = lan_ifaces
         self.env = env
         self.config_path = os.path.join(topology.workdir, self.name + ".json")
+        # each daemon its own control socket (the default is system-wide)
+        self.config.setdefault("control", {}).setdefault(
+            "socket", os.path.join(topology.workdir, self.name + ".sock"))
         self.daemon = None
         self.exit_status = None
 
@@ -129,6 +133,49 @@ class Mpredir:
     def server_addresses(self):
         return [s["address"] for s in self.config.get("servers", [])
                 if _is_ip(s.get("address", ""))]
+
+    # --- control socket (`mpredir status`, `mpredir reload`)
+    @property
+    def control_socket(self):
+        return self.config["control"]["socket"]
+
+    def control(self, *args, user=None, timeout=30):
+        """Run `mpredir ARGS --socket <ours>` (as `user`, a uid, when
+        given); return the CompletedProcess (text)."""
+        argv = [self.binary] + list(args) + ["--socket", self.control_socket]
+        if user is not None:
+            argv = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user,
+                    "--clear-groups"] + argv
+        return subprocess.run(argv, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def status(self, flows=False, limit=None):
+        """`mpredir status --json` as a dict (MpredirError if it fails)."""
+        args = ["status", "--json"]
+        if flows:
+            args.append("--flows")
+        if limit is not None:
+            args += ["--limit", str(limit)]
+        r = self.control(*args)
+        if r.returncode != 0:
+            raise MpredirError("mpredir status: exit %d: %s" % (
+                r.returncode, r.stderr))
+        return json.loads(r.stdout)
+
+    def reload(self, config=None):
+        """Write `config` (when given) and run `mpredir reload`; return the
+        CompletedProcess. The running config (self.config) follows only
+        when the reload succeeded."""
+        old = self.config
+        if config is not None:
+            self.config = copy.deepcopy(config)
+            self.config.setdefault("control", {}).setdefault(
+                "socket", old["control"]["socket"])
+            self.write_config()
+        r = self.control("reload")
+        if r.returncode != 0:
+            self.config = old
+        return r
 
     # --- lifecycle
     def write_config(self):

@@ -191,6 +191,7 @@ static void test_minimal(void)
 	CHECK(cfg->max_flows == 4096);
 	CHECK(cfg->buffer_size == 65536);
 	CHECK(cfg->log_level == LOG_LVL_INFO);
+	CHECK(strcmp(cfg->control_socket, CONFIG_DEFAULT_CONTROL_SOCKET) == 0);
 	config_free(cfg);
 	config_errors_free(&errs);
 
@@ -821,6 +822,35 @@ static void test_log(void)
 		"log.level: \"?\" is not a level (error, warn, info, debug)");
 }
 
+#define X100 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" \
+	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define X63 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+static void test_control(void)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = parse("{" SRV ",'control':{'socket':'/tmp/x.sock'}}",
+				   &errs);
+	CHECK(cfg && strcmp(cfg->control_socket, "/tmp/x.sock") == 0);
+	config_free(cfg);
+	config_errors_free(&errs);
+	cfg = parse("{" SRV ",'control':{'socket':''}}", &errs);
+	CHECK(cfg && strcmp(cfg->control_socket, "") == 0);
+	config_free(cfg);
+	config_errors_free(&errs);
+
+	REJECTS(WITH("'control':'/tmp/x'"),
+		"control: expected an object, got string");
+	REJECTS(WITH("'control':{'path':'/tmp/x'}"), "control.path: unknown key");
+	REJECTS(WITH("'control':{'socket':'run/x.sock'}"),
+		"control.socket: \"run/x.sock\" is not an absolute path of at "
+		"most 107 bytes (or \"\" for no control socket)");
+	REJECTS(WITH("'control':{'socket':'/" X100 "/x.sock'}"),
+		"control.socket: \"/" X63 "...\" is not an absolute path "
+		"of at most 107 bytes (or \"\" for no control socket)");
+	REJECTS(WITH("'control':{'socket':1}"),
+		"control.socket: expected a string, got integer");
+}
+
 static void test_top(void)
 {
 	REJECTS(WITH("'bogus':1"), "bogus: unknown key");
@@ -1185,6 +1215,7 @@ int main(void)
 	test_mark();
 	test_relay();
 	test_log();
+	test_control();
 	test_top();
 	test_many_errors();
 	test_duplicates();
