@@ -86,6 +86,13 @@ static const char *str(struct json_object *o, const char *key)
 		       ? json_object_get_string(v) : NULL;
 }
 
+/* For printing: "-" for a missing member. */
+static const char *txt(struct json_object *o, const char *key)
+{
+	const char *s = str(o, key);
+	return s ? s : "-";
+}
+
 static uint64_t u64(struct json_object *o, const char *key)
 {
 	return json_object_get_uint64(get(o, key));
@@ -94,6 +101,14 @@ static uint64_t u64(struct json_object *o, const char *key)
 static double dbl(struct json_object *o, const char *key)
 {
 	return json_object_get_double(get(o, key));
+}
+
+/* Entries of an array member (0 when it is missing or not an array: an
+ * answer from another version must not crash the client). */
+static size_t arr_len(struct json_object *a)
+{
+	return json_object_is_type(a, json_type_array)
+		       ? json_object_array_length(a) : 0;
 }
 
 /* "12.3 MB" style (decimal units, like link speeds). */
@@ -137,6 +152,10 @@ static void nonzero(const char *title, struct json_object *o)
 {
 	bool any = false;
 	printf("%s:", title);
+	if (!json_object_is_type(o, json_type_object)) {
+		printf(" ?\n");
+		return;
+	}
 	json_object_object_foreach(o, k, v) {
 		uint64_t n = json_object_get_uint64(v);
 		if (n) {
@@ -157,9 +176,9 @@ static void print_head(struct json_object *st)
 
 	printf("mpredir %s, pid %" PRIu64 ", up %s; config %s (loaded %s, "
 	       "%" PRIu64 " reload(s), %" PRIu64 " refused)\n",
-	       str(st, "version"), u64(st, "pid"),
-	       duration(a, sizeof(a), dbl(st, "uptime_s")), str(cfg, "file"),
-	       str(cfg, "loaded"), u64(cfg, "reloads"),
+	       txt(st, "version"), u64(st, "pid"),
+	       duration(a, sizeof(a), dbl(st, "uptime_s")), txt(cfg, "file"),
+	       txt(cfg, "loaded"), u64(cfg, "reloads"),
 	       u64(cfg, "reloads_refused"));
 	printf("flows: %" PRIu64 " now (max %" PRIu64 "), %" PRIu64
 	       " in all; bytes: up %s, down %s, buffered %s\n",
@@ -178,7 +197,7 @@ static void print_servers(struct json_object *st)
 
 	table_row(&t, "SERVER", "ADDRESS", "HEALTH", "FLOWS", "FAILURES",
 		  "MPTCP", "FALLBACK", "TCP", "PIPELINING", "FASTOPEN", "POOL");
-	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+	for (size_t i = 0; i < arr_len(arr); i++) {
 		struct json_object *s = json_object_array_get_idx(arr, i);
 		struct json_object *conns = get(s, "connections"),
 				   *pool = get(s, "pool");
@@ -215,11 +234,11 @@ static void print_wans(struct json_object *st)
 	struct json_object *arr = get(st, "wans");
 	struct table t = { .ncols = 12 };
 
-	if (!json_object_array_length(arr))
+	if (!arr_len(arr))
 		return;
 	table_row(&t, "WAN", "MODE", "STATE", "SINCE", "ADDRESS", "GATEWAY",
 		  "RTT", "LOSS", "ENDPOINT", "SENT", "RECEIVED", "WHY");
-	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+	for (size_t i = 0; i < arr_len(arr); i++) {
 		struct json_object *w = json_object_array_get_idx(arr, i);
 		char state[16], since[24], rtt[24], loss[24], ep[16], tx[24],
 		     rx[24];
@@ -258,7 +277,7 @@ static void print_flows(struct json_object *st)
 
 	table_row(&t, "FLOW", "LAN", "DESTINATION", "SERVER", "STATE", "AGE",
 		  "UP", "DOWN", "TRANSPORT");
-	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+	for (size_t i = 0; i < arr_len(arr); i++) {
 		struct json_object *f = json_object_array_get_idx(arr, i);
 		char id[24], age[24], up[24], down[24];
 		table_row(&t, num(id, sizeof(id), u64(f, "id")), str(f, "lan"),
@@ -269,7 +288,7 @@ static void print_flows(struct json_object *st)
 			  bytes(down, sizeof(down), u64(f, "bytes_down")),
 			  str(f, "transport"));
 		struct json_object *sfs = get(f, "subflows");
-		for (size_t k = 0; k < json_object_array_length(sfs); k++) {
+		for (size_t k = 0; k < arr_len(sfs); k++) {
 			struct json_object *s = json_object_array_get_idx(sfs, k);
 			char local[80], wan[40], tx[40], rx[40], rtt[48];
 			snprintf(local, sizeof(local), "  %s", str(s, "local"));
@@ -363,6 +382,12 @@ int cli_main(int argc, char **argv)
 	}
 	char *path = sock ? strdup(sock) : file ? socket_of(file)
 						: strdup(CONFIG_DEFAULT_CONTROL_SOCKET);
+	if (path && !path[0]) {
+		fprintf(stderr, "mpredir %s: %s turns the control socket off "
+			"(control.socket is \"\")\n", argv[0], file);
+		free(path);
+		return 1;
+	}
 	struct json_object *req = json_object_new_object(), *ans = NULL;
 	json_object_object_add(req, "request",
 			       json_object_new_string(argv[0]));
@@ -396,7 +421,7 @@ int cli_main(int argc, char **argv)
 			print_flows(ans);
 	} else {
 		struct json_object *msgs = get(ans, "messages");
-		for (size_t i = 0; i < json_object_array_length(msgs); i++) {
+		for (size_t i = 0; i < arr_len(msgs); i++) {
 			struct json_object *m = json_object_array_get_idx(msgs, i);
 			fprintf(ok ? stdout : stderr, "%s: %s\n",
 				str(m, "level"), str(m, "text"));

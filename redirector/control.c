@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,9 +25,11 @@ struct client {
 	int fd;
 	size_t in_len;
 	char in[CONTROL_MAX_REQUEST];
-	char *out;      /* the answer, once there is one */
-	bool refused;   /* not root: its request gets an error */
+	struct json_object *ans; /* the answer, once there is one */
+	const char *out;         /* its text (owned by ans), then "\n" */
 	size_t out_len, out_off;
+	bool refused;            /* not root: its request gets an error */
+	bool busy;               /* its request is being handled */
 };
 
 struct control {
@@ -39,6 +42,7 @@ struct control {
 	struct client *clients;
 	unsigned n_clients;
 	struct log_limit refused_log; /* non-root clients */
+	bool closing;  /* closed from a handler: freed with its last client */
 };
 
 /* ---- serving ------------------------------------------------------------ */
@@ -55,58 +59,67 @@ static void client_free(struct client *cl)
 	c->n_clients--;
 	ev_io_stop(c->loop, &cl->io);
 	ev_timer_stop(c->loop, &cl->timer);
+	/* unread input would make the close a reset that can destroy the
+	 * answer before the client reads it (a request too long) */
+	char sink[4096];
+	for (int i = 0; i < 16 && recv(cl->fd, sink, sizeof(sink),
+				       MSG_DONTWAIT) > 0; i++)
+		;
 	close(cl->fd);
-	free(cl->out);
+	json_object_put(cl->ans);
 	free(cl);
+	if (c->closing && !c->clients)
+		free(c);
 }
 
+/* Send the answer's text, then its newline; free the client once done. */
 static void on_client_write(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct client *cl = w->data;
 
-	while (cl->out_off < cl->out_len) {
-		ssize_t n = send(cl->fd, cl->out + cl->out_off,
-				 cl->out_len - cl->out_off, MSG_NOSIGNAL);
+	while (cl->out_off <= cl->out_len) {
+		struct iovec iov[2];
+		struct msghdr mh = { .msg_iov = iov };
+		if (cl->out_off < cl->out_len)
+			iov[mh.msg_iovlen++] = (struct iovec){
+				(void *)(cl->out + cl->out_off),
+				cl->out_len - cl->out_off };
+		iov[mh.msg_iovlen++] = (struct iovec){ (void *)"\n", 1 };
+		ssize_t n = sendmsg(cl->fd, &mh, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
-		if (n <= 0) {
-			client_free(cl); /* the client went away: nothing to do */
-			return;
-		}
+		if (n <= 0)
+			break; /* the client went away: nothing to do */
 		cl->out_off += (size_t)n;
 	}
 	client_free(cl);
 }
 
-/* Queue the answer (freed here) and send it. */
+/* Queue the answer (its ownership passes here) and start sending it: the
+ * client then has CONTROL_TIMEOUT_S to read it. The client may be freed
+ * when this returns. */
 static void answer(struct client *cl, struct json_object *ans)
 {
-	const char *s = json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	size_t len = s ? strlen(s) : 0;
+	struct control *c = cl->c;
+	const char *s = json_object_to_json_string_ext(
+		ans, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
-	cl->out = malloc(len + 1);
-	if (!cl->out) {
-		json_object_put(ans);
-		log_error("control: out of memory for an answer");
-		client_free(cl);
-		return;
-	}
-	memcpy(cl->out, s, len);
-	cl->out[len] = '\n';
-	cl->out_len = len + 1;
-	json_object_put(ans);
-	ev_io_stop(cl->c->loop, &cl->io);
+	cl->ans = ans;
+	cl->out = s ? s : "{}";
+	cl->out_len = strlen(cl->out);
+	ev_io_stop(c->loop, &cl->io);
 	ev_io_init(&cl->io, on_client_write, cl->fd, EV_WRITE);
 	cl->io.data = cl;
-	ev_io_start(cl->c->loop, &cl->io);
-	on_client_write(cl->c->loop, &cl->io, EV_WRITE);
+	ev_io_start(c->loop, &cl->io);
+	ev_timer_stop(c->loop, &cl->timer);
+	ev_timer_set(&cl->timer, CONTROL_TIMEOUT_S, 0);
+	ev_timer_start(c->loop, &cl->timer);
+	on_client_write(c->loop, &cl->io, EV_WRITE);
 }
 
-static struct json_object *error_answer(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-static struct json_object *error_answer(const char *fmt, ...)
+struct json_object *control_error(const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;
@@ -124,7 +137,7 @@ static struct json_object *error_answer(const char *fmt, ...)
 static void handle(struct client *cl)
 {
 	if (cl->refused) {
-		answer(cl, error_answer("permission denied: the control "
+		answer(cl, control_error("permission denied: the control "
 					"socket is for root"));
 		return;
 	}
@@ -144,13 +157,15 @@ static void handle(struct client *cl)
 	    !json_object_object_get_ex(req, "request", &name) ||
 	    !json_object_is_type(name, json_type_string)) {
 		json_object_put(req);
-		answer(cl, error_answer("not a request: expected a JSON object "
+		answer(cl, control_error("not a request: expected a JSON object "
 					"with a \"request\" string"));
 		return;
 	}
+	cl->busy = true; /* the handler may close the control socket */
 	struct json_object *ans = cl->c->handler(req, cl->c->arg);
+	cl->busy = false;
 	json_object_put(req);
-	answer(cl, ans ? ans : error_answer("out of memory"));
+	answer(cl, ans ? ans : control_error("out of memory"));
 }
 
 static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
@@ -159,8 +174,12 @@ static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
 
 	for (;;) {
 		if (cl->in_len == sizeof(cl->in)) {
-			answer(cl, error_answer("request longer than %d bytes",
-						CONTROL_MAX_REQUEST));
+			if (cl->refused)
+				handle(cl);
+			else
+				answer(cl, control_error("request longer than "
+							 "%d bytes",
+							 CONTROL_MAX_REQUEST));
 			return;
 		}
 		ssize_t n = recv(cl->fd, cl->in + cl->in_len,
@@ -186,15 +205,13 @@ static void on_client_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct client *cl = t->data;
 
-	if (cl->out) {
+	if (cl->ans) {
 		client_free(cl); /* it does not read its answer */
 		return;
 	}
-	answer(cl, error_answer("no complete request within %.0f s",
-				CONTROL_TIMEOUT_S));
-	/* a client that does not read either is dropped at the next tick */
-	ev_timer_set(&cl->timer, CONTROL_TIMEOUT_S, 0);
-	ev_timer_start(loop, &cl->timer);
+	/* (answer() gives it CONTROL_TIMEOUT_S more to read this) */
+	answer(cl, control_error("no complete request within %.0f s",
+				 CONTROL_TIMEOUT_S));
 }
 
 static bool peer_is_root(int fd, uid_t *uid)
@@ -261,17 +278,27 @@ static int fill_addr(struct sockaddr_un *sun, const char *path)
 }
 
 /* Whether a daemon answers at path: 1 yes, 0 no (nothing there, or a
- * stale file), -errno when that cannot be told. */
+ * socket left by a dead daemon), -errno when that cannot be told or
+ * something else is there (never removed: a typo must not delete a
+ * file). */
 static int live_socket(const char *path)
 {
 	struct sockaddr_un sun;
+	struct stat st;
 	int rc = fill_addr(&sun, path);
+
 	if (rc < 0)
 		return rc;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ? 1
+	/* EAGAIN: its backlog is full, so it is alive */
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+	     errno == EAGAIN ? 1
 	     : errno == ECONNREFUSED || errno == ENOENT ? 0 : -errno;
 	close(fd);
 	return rc;
@@ -292,6 +319,8 @@ static int listen_at(const char *path, const char **what)
 		*what = "another mpredir answers there";
 		return -EADDRINUSE;
 	}
+	if (rc == -EEXIST)
+		*what = "a file that is not a socket is there";
 	if (rc < 0)
 		return rc;
 	*what = "removing a stale socket";
@@ -375,12 +404,18 @@ void control_close(struct control *c)
 {
 	if (!c)
 		return;
-	while (c->clients)
-		client_free(c->clients);
 	ev_io_stop(c->loop, &c->accept_io);
 	close(c->fd);
 	unlink(c->path);
-	free(c);
+	for (struct client *cl = c->clients, *next; cl; cl = next) {
+		next = cl->next;
+		if (!cl->busy)
+			client_free(cl);
+	}
+	if (!c->clients)
+		free(c);
+	else
+		c->closing = true; /* called from a handler: its client ends it */
 }
 
 /* ---- client side -------------------------------------------------------- */
@@ -472,28 +507,35 @@ int control_request(const char *path, struct json_object *req,
 
 	if (fill_addr(&sun, path) < 0)
 		return connect_error(path, ENAMETOOLONG, errbuf, errlen);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return connect_error(path, errno, errbuf, errlen);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	/* a full backlog (EAGAIN) is waited out, up to the deadline */
+	while (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int err = errno;
+		if (err == EINTR)
+			continue;
+		if (err == EAGAIN && mono_now() < deadline) {
+			poll(NULL, 0, 10);
+			continue;
+		}
 		close(fd);
 		return connect_error(path, err, errbuf, errlen);
 	}
-	const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *s = json_object_to_json_string_ext(
+		req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	size_t len = strlen(s), off = 0;
-	while (off < len) {
-		ssize_t n = send(fd, s + off, len - off, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
+	while (off <= len) { /* the text, then "\n" */
+		ssize_t n = off < len ? send(fd, s + off, len - off, MSG_NOSIGNAL)
+				      : send(fd, "\n", 1, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EINTR || ((errno == EAGAIN) &&
+		    wait_fd(fd, POLLOUT, deadline) == 0)))
 			continue;
-		if (n < 0) {
-			/* a refused (non-root) client may be closed already:
-			 * its answer is still there to read */
-			break;
-		}
+		if (n < 0)
+			break; /* the daemon may have answered and closed (a
+				* refusal): its answer is still there to read */
 		off += (size_t)n;
 	}
-	(void)send(fd, "\n", 1, MSG_NOSIGNAL);
 	char *text = read_answer(fd, deadline, errbuf, errlen);
 	close(fd);
 	if (!text)

@@ -24,6 +24,10 @@ typedef struct json_object *control_handler(struct json_object *req,
 
 struct control;
 
+/* An answer that says why a request failed: {"ok": false, "error": ...}. */
+struct json_object *control_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
 /* Listen on path (a stale socket file left by a dead daemon is replaced;
  * a live one is an error: another daemon runs). NULL with *what naming
  * the failed step and *err an errno. */
@@ -34,7 +38,9 @@ struct control *control_open(struct ev_loop *loop, const char *path,
  * being served stay. 0 or -errno (*what), the old socket then kept. */
 int control_rebind(struct control *c, const char *path, const char **what);
 const char *control_path(const struct control *c);
-/* Close everything and remove the socket file. NULL-safe. */
+/* Close everything and remove the socket file. NULL-safe. May be called
+ * from the handler (a reload that turns the socket off): that client gets
+ * its answer first. */
 void control_close(struct control *c);
 
 /* Client side: send req to the daemon at path and wait (at most timeout_s)

@@ -2,6 +2,7 @@
 #include "flow.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "rtmon.h"
 #include "log.h"
 #include "origdst.h"
+#include "paths.h"
 #include "pool.h"
 #include "socks5.h"
 #include "status.h"
@@ -220,6 +222,36 @@ static void on_relay(struct ev_loop *loop, struct relay *r,
 	}
 }
 
+/* The connection relays: what it turned out to be (MPTCP, fallen back to
+ * TCP, TCP), counted on its server; and the address of its first subflow,
+ * the WAN that status credits with the bytes of subflows that closed. */
+static void note_transport(struct flow *f)
+{
+	struct upstream_state *st = f->server->st;
+	union sockaddr_any a;
+	socklen_t len = sizeof(a);
+
+	f->kind = (uint8_t)paths_kind_of(f->up_fd, f->mptcp);
+	switch ((enum paths_kind)f->kind) {
+	case PATHS_MPTCP: st->n_mptcp++; break;
+	case PATHS_FALLBACK: st->n_fallback++; break;
+	case PATHS_TCP: st->n_tcp++; break;
+	}
+	if (f->fast_open) {
+		/* did the server acknowledge the data in our SYN? */
+		struct tcp_info ti;
+		socklen_t tlen = sizeof(ti);
+		if (getsockopt(f->up_fd, IPPROTO_TCP, TCP_INFO, &ti, &tlen) == 0 &&
+		    (ti.tcpi_options & TCPI_OPT_SYN_DATA))
+			st->n_fast_open++;
+	}
+	if (getsockname(f->up_fd, &a.sa, &len) == 0) {
+		addr_unmap(&a);
+		if (a.sa.sa_family == AF_INET)
+			f->first_local4 = a.in4.sin_addr.s_addr;
+	}
+}
+
 /* The CONNECT succeeded: `rest` is what the server sent after its reply.
  * The client's first bytes, unless they went with the handshake, go up
  * first. */
@@ -242,7 +274,7 @@ static void start_relay(struct ev_loop *loop, struct flow *f,
 	f->idle_mark = 0;
 	f->last_active = ev_now(loop);
 	arm_idle(loop, f);
-	status_flow_relaying(f);
+	note_transport(f);
 }
 
 /* ---- setup ---------------------------------------------------------------
@@ -655,12 +687,12 @@ static void try_next_server(struct ev_loop *loop, struct flow *f)
 					    : "all servers backing off");
 		return;
 	}
-	f->server->flows++;
+	f->server->st->flows++;
 	s->opened = s->connect_sent = false;
 	s->reply_deadline = s->attempt_deadline = 0;
 	s->pipeline = upstream_pipeline(f->server, now);
 	s->probing = s->pipeline && f->server->cfg->pipeline == CONFIG_AUTO &&
-		     f->server->pipelining == UPSTREAM_PIPE_UNKNOWN;
+		     f->server->st->pipelining == UPSTREAM_PIPE_UNKNOWN;
 	/* A warm connection, unless this flow has to find out whether the
 	 * server takes a pipelined write (only a fresh one can tell). */
 	struct pool *pool = f->server->pool;
@@ -709,8 +741,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		 * part of one and then nothing: check it again. */
 		if (s->pipeline && !s->probing &&
 		    s->parser.stage > SOCKS5_STAGE_METHOD &&
-		    f->server->pipelining == UPSTREAM_PIPE_YES)
-			f->server->pipelining = UPSTREAM_PIPE_UNKNOWN;
+		    f->server->st->pipelining == UPSTREAM_PIPE_YES)
+			f->server->st->pipelining = UPSTREAM_PIPE_UNKNOWN;
 		flow_close(loop, f, FLOW_END_SETUP_TIMEOUT,
 			   f->state == FLOW_CONNECTING ? "connecting to server"
 			   : f->state == FLOW_WAIT_DATA ? "waiting for data"

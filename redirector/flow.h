@@ -59,8 +59,8 @@ struct flow {
 	bool mptcp;               /* the upstream socket is IPPROTO_MPTCP */
 	bool fast_open;           /* its connect asked for TCP Fast Open */
 	uint8_t kind;             /* enum paths_kind, known once relaying */
+	uint32_t first_local4;    /* IPv4 address of its first subflow, or 0 */
 	uint64_t id;              /* for status: 1, 2, ... */
-	struct flow_paths *paths; /* status: subflows seen (NULL until read) */
 };
 
 /* Counters for the whole daemon. */

@@ -706,14 +706,17 @@ static void mark_rule_set(struct linkmon *lm, uint32_t mark)
 		return;
 	int rc = route_rule_fwmark(true, AF_INET, mark, LINKMON_BEST_TABLE,
 				   LINKMON_RULE_PRIO_MARK);
-	if (rc < 0)
+	if (rc < 0) {
+		/* the old rule (if any) stays: better a stale mark than none */
 		log_error("rule for the daemon's marked sockets: %s",
 			  strerror(-rc));
+		return;
+	}
 	if (lm->mark_rule)
 		log_info("link monitor: upstream mark %#x, was %#x", mark,
 			 lm->mark);
 	mark_rule_del(lm);
-	lm->mark_rule = rc == 0;
+	lm->mark_rule = true;
 	lm->mark = mark;
 }
 

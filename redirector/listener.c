@@ -28,8 +28,11 @@ int listener_set_transparent(struct listener *l, bool on, const char **what)
 		return -errno;
 	}
 	if (set_int(l->fd, SOL_IP, IP_TRANSPARENT, on) < 0) {
+		int err = errno;
 		*what = "setsockopt(IP_TRANSPARENT)";
-		return -errno;
+		if (l->addr.sa.sa_family == AF_INET6) /* all or nothing */
+			(void)set_int(l->fd, SOL_IPV6, IPV6_TRANSPARENT, !on);
+		return -err;
 	}
 	return 0;
 }

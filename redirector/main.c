@@ -150,9 +150,9 @@ static int set_capture(struct daemon *d, const struct upstream *ups)
 
 static struct json_object *on_request(struct json_object *req, void *arg);
 
-/* The control socket where cfg wants it (opened, moved or closed). A
- * failure is logged; `mpredir status` then cannot reach the daemon, which
- * otherwise runs on. */
+/* The control socket where cfg wants it (opened, moved or closed). -1
+ * after logging: at start the daemon then stops; on a reload it keeps the
+ * socket it has. */
 static int set_control(struct daemon *d, const struct config *cfg)
 {
 	const char *what = "";
@@ -213,19 +213,25 @@ static bool reload(struct daemon *d)
 	if (!ups || apply(d, cfg) < 0 || set_capture(d, ups) < 0 ||
 	    pool_start_all(d->loop, ups, d->env.ups) < 0) {
 		log_error("reload refused: keeping the running configuration");
-		if (ups) {
-			pool_stop_all(ups);
-			upstream_unref(ups);
-		} else {
-			config_free(cfg);
-		}
+		/* undo, then free the new set (nothing may point at it) */
 		if (relisten)
 			listener_close(d->loop, &l);
 		if (retransparent)
 			listener_set_transparent(&d->listener, !tproxy, &what);
 		apply(d, d->env.ups->cfg);
-		set_capture(d, d->env.ups);
+		if (set_capture(d, d->env.ups) < 0) {
+			/* the capture may still refer to the new set: anew */
+			capture_stop(d->capture);
+			d->capture = NULL;
+			set_capture(d, d->env.ups);
+		}
+		if (ups)
+			pool_stop_all(ups);
 		pool_start_all(d->loop, d->env.ups, NULL);
+		if (ups)
+			upstream_unref(ups);
+		else
+			config_free(cfg);
 		return false;
 	}
 	if (relisten) {
@@ -246,12 +252,14 @@ static bool reload(struct daemon *d)
 	return true;
 }
 
-static void reload_counted(struct daemon *d)
+static bool reload_counted(struct daemon *d)
 {
-	if (reload(d))
+	bool ok = reload(d);
+	if (ok)
 		d->reloads++;
 	else
 		d->reloads_refused++;
+	return ok;
 }
 
 /* ---- control requests --------------------------------------------------- */
@@ -272,12 +280,8 @@ static struct json_object *request_reload(struct daemon *d)
 
 	log_info("reload requested on the control socket");
 	log_set_tap(collect, msgs);
-	bool ok = reload(d);
+	bool ok = reload_counted(d);
 	log_set_tap(NULL, NULL);
-	if (ok)
-		d->reloads++;
-	else
-		d->reloads_refused++;
 	json_object_object_add(ans, "ok", json_object_new_boolean(ok));
 	json_object_object_add(ans, "messages", msgs);
 	return ans;
@@ -301,11 +305,7 @@ static struct json_object *on_request(struct json_object *req, void *arg)
 	}
 	if (strcmp(name, "reload") == 0)
 		return request_reload(d);
-	struct json_object *ans = json_object_new_object();
-	json_object_object_add(ans, "ok", json_object_new_boolean(0));
-	json_object_object_add(ans, "error", json_object_new_string(
-		"unknown request (status, reload)"));
-	return ans;
+	return control_error("unknown request \"%s\" (status, reload)", name);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -313,7 +313,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	struct daemon *d = w->data;
 
 	if (w->signum == SIGHUP) {
-		reload_counted(d);
+		(void)reload_counted(d);
 		return;
 	}
 	log_info("%s: stopping (%u flow(s) open)", strsignal(w->signum),

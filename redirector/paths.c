@@ -307,11 +307,21 @@ int paths_read(int fd, bool is_mptcp, struct paths_info *info,
 	return read_tcp(fd, info, sf, max);
 }
 
+enum paths_kind paths_kind_of(int fd, bool is_mptcp)
+{
+	struct paths_info info = { .kind = PATHS_MPTCP };
+
+	if (!is_mptcp)
+		return PATHS_TCP;
+	/* any other error: it is an MPTCP socket we cannot say more of */
+	return fell_back(read_conn(fd, &info)) ? PATHS_FALLBACK : info.kind;
+}
+
 const char *paths_kind_name(enum paths_kind k)
 {
 	static const char *const names[] = {
 		[PATHS_MPTCP] = "mptcp",
-		[PATHS_FALLBACK] = "tcp-fallback",
+		[PATHS_FALLBACK] = "tcp_fallback",
 		[PATHS_TCP] = "tcp",
 	};
 

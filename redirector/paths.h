@@ -3,7 +3,7 @@
  * MPTCP subflow's addresses and TCP counters (MPTCP_SUBFLOW_ADDRS,
  * MPTCP_TCPINFO), the connection's own counters (MPTCP_INFO), or, for a
  * connection that fell back to TCP or never was MPTCP, its one TCP path.
- * For the status command and the line logged at a flow's end. */
+ * For the status command and the per-WAN byte counts. */
 #ifndef MPREDIR_PATHS_H
 #define MPREDIR_PATHS_H
 
@@ -60,7 +60,9 @@ struct paths_info {
 int paths_read(int fd, bool is_mptcp, struct paths_info *info,
 	       struct paths_subflow *sf, size_t max);
 
-/* "mptcp", "tcp-fallback", "tcp"; "?" for anything else. */
+/* Only the kind (one MPTCP_INFO request): cheap enough for every flow. */
+enum paths_kind paths_kind_of(int fd, bool is_mptcp);
+/* "mptcp", "tcp_fallback", "tcp" ("?" for anything else). */
 const char *paths_kind_name(enum paths_kind k);
 
 #endif

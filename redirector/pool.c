@@ -236,15 +236,15 @@ static void fill(struct pool *p)
 
 	if (!warm(p) || !s->resolved)
 		return;
-	if (s->backoff_until > now) {
+	if (s->st->backoff_until > now) {
 		if (!ev_is_active(&p->retry)) {
-			ev_timer_set(&p->retry, s->backoff_until - now, 0);
+			ev_timer_set(&p->retry, s->st->backoff_until - now, 0);
 			ev_timer_start(p->loop, &p->retry);
 		}
 		return;
 	}
 	unsigned want = p->ups->cfg->pool_size;
-	while (p->n < want && s->backoff_until <= now) {
+	while (p->n < want && s->st->backoff_until <= now) {
 		unsigned before = p->n;
 		open_one(p);
 		if (p->n == before)
@@ -295,6 +295,10 @@ int pool_start_all(struct ev_loop *loop, struct upstream *u,
 {
 	if (!u->cfg->pool_size)
 		return 0;
+	/* warm connections are kept only if they are what a new one would be */
+	if (old && (old->cfg->mark != u->cfg->mark ||
+		    old->cfg->mptcp != u->cfg->mptcp))
+		old = NULL;
 	for (size_t i = 0; i < u->n; i++) {
 		struct upstream_server *s = &u->servers[i];
 		if (s->pool)

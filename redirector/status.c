@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "status.h"
 
-#include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,120 +17,85 @@
 #include "relay.h"
 #include "upstream.h"
 
-/* Subflows remembered per flow: MPTCP allows 8 at once. When a flow has
- * had more in its life, a closed one makes room (its bytes then drop out
- * of its WAN's total: rare enough to accept). */
-#define STATUS_SUBFLOWS 8
+/* Subflows read per flow: MPTCP allows 8 at once; the kernel keeps a
+ * closing one in its list a moment longer. */
+#define STATUS_SUBFLOWS PATHS_MAX_SUBFLOWS
 
-/* A flow's subflows as readings saw them. Kept (allocated) only for a flow
- * seen with more than one subflow, where one may close while the flow goes
- * on; any other flow is read into a record on the stack each time: an
- * ordinary flow costs no memory for this. Freed at the flow's end. */
-struct flow_paths {
-	unsigned n;
-	struct status_subflow {
-		union sockaddr_any local, remote;
-		uint64_t sent, received;
-		uint32_t rtt_us;
-		bool live;
-	} sf[STATUS_SUBFLOWS];
-};
-
-/* Fold a fresh reading into p: known subflows updated, new ones added,
- * missing ones kept with their last figures. */
-static void paths_merge(struct flow_paths *p, const struct paths_subflow *sf,
-			int n)
-{
-	for (unsigned i = 0; i < p->n; i++)
-		p->sf[i].live = false;
-	for (int k = 0; k < n; k++) {
-		struct status_subflow *r = NULL;
-		for (unsigned i = 0; i < p->n && !r; i++)
-			if (addr_equal(&p->sf[i].local, &sf[k].local) &&
-			    addr_equal(&p->sf[i].remote, &sf[k].remote))
-				r = &p->sf[i];
-		if (!r && p->n < STATUS_SUBFLOWS)
-			r = &p->sf[p->n++];
-		for (unsigned i = 0; i < p->n && !r; i++)
-			if (!p->sf[i].live) /* full: a closed one makes room */
-				r = &p->sf[i];
-		if (!r)
-			continue;
-		r->local = sf[k].local;
-		r->remote = sf[k].remote;
-		addr_unmap(&r->local); /* WANs are known by their IPv4 address */
-		addr_unmap(&r->remote);
-		r->sent = sf[k].bytes_sent;
-		r->received = sf[k].bytes_received;
-		r->rtt_us = sf[k].rtt_us;
-		r->live = true;
-	}
-}
-
-/* Read f's subflows now: into f->paths when it has one (or needs one
- * now), else into *tmp. The reading, or NULL if the kernel said nothing. */
-static const struct flow_paths *paths_reading(struct flow *f,
-					      struct flow_paths *tmp)
-{
+/* One reading of a relaying flow's paths. */
+struct reading {
 	struct paths_info info;
 	struct paths_subflow sf[STATUS_SUBFLOWS];
-	int n = paths_read(f->up_fd, f->mptcp, &info, sf, STATUS_SUBFLOWS);
-
-	if (n > 1 && !f->paths)
-		f->paths = calloc(1, sizeof(*f->paths));
-	struct flow_paths *p = f->paths;
-	if (!p) {
-		memset(tmp, 0, sizeof(*tmp));
-		p = tmp;
-	}
-	if (n >= 0)
-		paths_merge(p, sf, n);
-	return n >= 0 || p != tmp ? p : NULL;
-}
+	int n; /* entries in sf, or -errno */
+};
 
 static bool has_paths(const struct flow *f)
 {
 	return f->state == FLOW_RELAYING && f->up_fd >= 0;
 }
 
-void status_flow_relaying(struct flow *f)
+static void take_reading(const struct flow *f, struct reading *r)
 {
-	struct paths_info info;
-	struct upstream_server *s = f->server;
-
-	if (paths_read(f->up_fd, f->mptcp, &info, NULL, 0) < 0)
-		info.kind = f->mptcp ? PATHS_MPTCP : PATHS_TCP;
-	f->kind = (uint8_t)info.kind;
-	switch (info.kind) {
-	case PATHS_MPTCP: s->n_mptcp++; break;
-	case PATHS_FALLBACK: s->n_fallback++; break;
-	case PATHS_TCP: s->n_tcp++; break;
+	r->n = paths_read(f->up_fd, f->mptcp, &r->info, r->sf,
+			  STATUS_SUBFLOWS);
+	for (int i = 0; i < r->n; i++) {
+		addr_unmap(&r->sf[i].local); /* WANs are known by IPv4 */
+		addr_unmap(&r->sf[i].remote);
 	}
-	if (f->fast_open) {
-		/* the server acknowledged the data in our SYN */
-		struct tcp_info ti;
-		socklen_t len = sizeof(ti);
-		if (getsockopt(f->up_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
-		    (ti.tcpi_options & TCPI_OPT_SYN_DATA))
-			s->n_fast_open++;
+}
+
+/* A subflow the kernel has already let go of (its addresses cleared, its
+ * counters zeroed): its bytes are in the connection's remainder. */
+static bool gone(const struct paths_subflow *sf)
+{
+	return sf->local.sa.sa_family != AF_INET || !sf->local.in4.sin_addr.s_addr;
+}
+
+/* Add flow f's bytes per WAN (reading r) to wb: each subflow's to the WAN
+ * of its local address; what the connection carried beyond its subflows
+ * (those that closed: Linux 6.5+ counts the whole connection) to the WAN
+ * of its first subflow. */
+static void wan_bytes_add(const struct linkmon *lm, const struct flow *f,
+			  const struct reading *r, uint64_t *sent,
+			  uint64_t *received)
+{
+	uint64_t s = 0, rcv = 0;
+
+	for (int i = 0; i < r->n; i++) {
+		if (gone(&r->sf[i]))
+			continue;
+		int w = linkmon_wan_of(lm, &r->sf[i].local);
+		if (w >= 0) {
+			sent[w] += r->sf[i].bytes_sent;
+			received[w] += r->sf[i].bytes_received;
+		}
+		s += r->sf[i].bytes_sent;
+		rcv += r->sf[i].bytes_received;
+	}
+	union sockaddr_any first = { .in4 = { .sin_family = AF_INET } };
+	first.in4.sin_addr.s_addr = f->first_local4;
+	int w = f->first_local4 ? linkmon_wan_of(lm, &first) : -1;
+	if (r->info.bytes_known && w >= 0) {
+		if (r->info.bytes_sent > s)
+			sent[w] += r->info.bytes_sent - s;
+		if (r->info.bytes_received > rcv)
+			received[w] += r->info.bytes_received - rcv;
 	}
 }
 
 void status_flow_end(struct flow *f)
 {
 	struct linkmon *lm = f->env->linkmon;
-	struct flow_paths tmp;
-	const struct flow_paths *p;
+	size_t n = linkmon_count(lm);
 
-	if (lm && has_paths(f) && (p = paths_reading(f, &tmp)))
-		for (unsigned i = 0; i < p->n; i++) {
-			int w = linkmon_wan_of(lm, &p->sf[i].local);
-			if (w >= 0)
-				linkmon_account(lm, w, p->sf[i].sent,
-						p->sf[i].received);
-		}
-	free(f->paths);
-	f->paths = NULL;
+	if (!n || !has_paths(f))
+		return;
+	struct reading r;
+	uint64_t sent[CONFIG_MAX_WANS] = { 0 }, received[CONFIG_MAX_WANS] = { 0 };
+	take_reading(f, &r);
+	wan_bytes_add(lm, f, &r, sent, received);
+	for (size_t i = 0; i < n; i++)
+		if (sent[i] || received[i])
+			linkmon_account(lm, (int)i, sent[i], received[i]);
 }
 
 /* ---- JSON helpers --------------------------------------------------------- */
@@ -155,10 +120,12 @@ static void put_bool(struct json_object *o, const char *k, bool v)
 	put(o, k, json_object_new_boolean(v));
 }
 
-/* Seconds with millisecond precision. */
-static void put_secs(struct json_object *o, const char *k, double v)
+/* A number printed with 3 decimals (json-c would print 17 digits). */
+static void put_ms3(struct json_object *o, const char *k, double v)
 {
-	put(o, k, json_object_new_double((double)(int64_t)(v * 1000) / 1000));
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%.3f", v);
+	put(o, k, json_object_new_double_s(v, buf));
 }
 
 static void put_ip(struct json_object *o, const char *k, bool has,
@@ -212,7 +179,7 @@ static struct json_object *flows_summary(const struct daemon *d)
 
 static const char *pipelining_name(const struct upstream_server *s)
 {
-	switch (s->pipelining) {
+	switch (s->st->pipelining) {
 	case UPSTREAM_PIPE_YES: return "works";
 	case UPSTREAM_PIPE_NO: return "refused";
 	default: return "unknown";
@@ -232,24 +199,24 @@ static struct json_object *server_json(const struct upstream *u,
 	put_ip(o, "resolved", s->resolved, &s->addr);
 	put_bool(o, "auth", c->username != NULL);
 	put_str(o, "health", !s->resolved ? "unresolved"
-			     : s->backoff_until > now ? "backing_off"
-			     : s->consecutive_failures ? "failing" : "ok");
-	put_secs(o, "backoff_left_s", s->backoff_until > now
-					      ? s->backoff_until - now : 0);
-	put_u64(o, "flows", s->flows);
-	put_u64(o, "failures", s->failures);
-	put_u64(o, "failures_in_a_row", s->consecutive_failures);
-	put_u64(conns, "mptcp", s->n_mptcp);
-	put_u64(conns, "tcp_fallback", s->n_fallback);
-	put_u64(conns, "tcp", s->n_tcp);
+			     : s->st->backoff_until > now ? "backing_off"
+			     : s->st->consecutive_failures ? "failing" : "ok");
+	put_ms3(o, "backoff_left_s", s->st->backoff_until > now
+					      ? s->st->backoff_until - now : 0);
+	put_u64(o, "flows", s->st->flows);
+	put_u64(o, "failures", s->st->failures);
+	put_u64(o, "failures_in_a_row", s->st->consecutive_failures);
+	put_u64(conns, "mptcp", s->st->n_mptcp);
+	put_u64(conns, "tcp_fallback", s->st->n_fallback);
+	put_u64(conns, "tcp", s->st->n_tcp);
 	put(o, "connections", conns);
 	put_str(o, "pipeline", config_mode_name(c->pipeline));
 	put_str(o, "pipelining", pipelining_name(s));
 	put_bool(o, "pipelined", c->pipeline == CONFIG_ON ||
 				 (c->pipeline == CONFIG_AUTO &&
-				  s->pipelining != UPSTREAM_PIPE_NO));
+				  s->st->pipelining != UPSTREAM_PIPE_NO));
 	put_bool(o, "fast_open", upstream_fast_open(u));
-	put_u64(o, "fast_open_accepted", s->n_fast_open);
+	put_u64(o, "fast_open_accepted", s->st->n_fast_open);
 	if (s->pool) {
 		struct json_object *p = json_object_new_object();
 		put_u64(p, "size", u->cfg->pool_size);
@@ -264,12 +231,6 @@ static struct json_object *server_json(const struct upstream *u,
 	return o;
 }
 
-/* Per-WAN bytes of the live flows' subflows (read now), and the flows'
- * own JSON when asked for. */
-struct wan_bytes {
-	uint64_t sent, received;
-};
-
 static const char *flow_state_name(const struct flow *f)
 {
 	switch (f->state) {
@@ -281,23 +242,22 @@ static const char *flow_state_name(const struct flow *f)
 	return "?";
 }
 
-static struct json_object *subflow_json(const struct status_subflow *r,
+static struct json_object *subflow_json(const struct paths_subflow *sf,
 					const char *wan)
 {
 	struct json_object *o = json_object_new_object();
-	put_addr(o, "local", &r->local);
-	put_addr(o, "remote", &r->remote);
+	put_addr(o, "local", &sf->local);
+	put_addr(o, "remote", &sf->remote);
 	put_str(o, "wan", wan);
-	put_bool(o, "live", r->live);
-	put_u64(o, "bytes_sent", r->sent);
-	put_u64(o, "bytes_received", r->received);
-	put(o, "rtt_ms", json_object_new_double(r->rtt_us / 1000.0));
+	put_u64(o, "bytes_sent", sf->bytes_sent);
+	put_u64(o, "bytes_received", sf->bytes_received);
+	put_ms3(o, "rtt_ms", sf->rtt_us / 1000.0);
 	return o;
 }
 
 static struct json_object *flow_json(const struct daemon *d,
 				     const struct flow *f,
-				     const struct flow_paths *p,
+				     const struct reading *r,
 				     const char **wans)
 {
 	struct json_object *o = json_object_new_object();
@@ -306,73 +266,74 @@ static struct json_object *flow_json(const struct daemon *d,
 	put_addr(o, "destination", &f->dst);
 	put_str(o, "server", f->up_fd >= 0 && f->server ? f->server->name : NULL);
 	put_str(o, "state", flow_state_name(f));
-	put_secs(o, "age_s", ev_now(d->loop) - f->started);
+	put_ms3(o, "age_s", ev_now(d->loop) - f->started);
 	put_u64(o, "bytes_up", f->relay.dir[RELAY_LAN].bytes);
 	put_u64(o, "bytes_down", f->relay.dir[RELAY_UP].bytes);
 	put_str(o, "transport", f->state == FLOW_RELAYING
 			       ? paths_kind_name((enum paths_kind)f->kind)
 			       : NULL);
 	struct json_object *arr = json_object_new_array();
-	for (unsigned i = 0; p && i < p->n; i++) {
-		int w = linkmon_wan_of(d->env.linkmon, &p->sf[i].local);
-		json_object_array_add(arr, subflow_json(&p->sf[i],
+	for (int i = 0; r && i < r->n; i++) {
+		if (gone(&r->sf[i]))
+			continue;
+		int w = linkmon_wan_of(d->env.linkmon, &r->sf[i].local);
+		json_object_array_add(arr, subflow_json(&r->sf[i],
 							w >= 0 ? wans[w] : NULL));
 	}
 	put(o, "subflows", arr);
 	return o;
 }
 
-/* Read every relaying flow's subflows, add them to per-WAN totals, and
+/* Read every relaying flow's paths, add them to the per-WAN bytes, and
  * list up to `limit` flows (newest first) in `list` when it is not NULL. */
-static void walk_flows(struct daemon *d, struct wan_bytes *wb,
+static void walk_flows(struct daemon *d, uint64_t *sent, uint64_t *received,
 		       const char **wans, struct json_object *list,
 		       unsigned limit, uint64_t *up, uint64_t *down)
 {
 	struct linkmon *lm = d->env.linkmon;
 	unsigned listed = 0;
+	struct reading r;
 
 	for (struct flow *f = d->env.flows; f; f = f->next) {
 		*up += f->relay.dir[RELAY_LAN].bytes;
 		*down += f->relay.dir[RELAY_UP].bytes;
 		bool listing = list && (!limit || listed < limit);
-		struct flow_paths tmp;
-		const struct flow_paths *p = NULL;
-		if (has_paths(f) && (lm || listing))
-			p = paths_reading(f, &tmp);
-		for (unsigned i = 0; p && i < p->n; i++) {
-			int w = linkmon_wan_of(lm, &p->sf[i].local);
-			if (w >= 0) {
-				wb[w].sent += p->sf[i].sent;
-				wb[w].received += p->sf[i].received;
-			}
+		bool read = has_paths(f) && (linkmon_count(lm) || listing);
+		if (read) {
+			take_reading(f, &r);
+			wan_bytes_add(lm, f, &r, sent, received);
 		}
 		if (listing) {
-			json_object_array_add(list, flow_json(d, f, p, wans));
+			json_object_array_add(list, flow_json(d, f, read ? &r
+								  : NULL, wans));
 			listed++;
 		}
 	}
 }
 
 static struct json_object *wan_json(const struct linkmon_wan_status *w,
-				    const struct wan_bytes *live, double now)
+				    uint64_t live_sent, uint64_t live_received,
+				    double now)
 {
 	struct json_object *o = json_object_new_object();
 	put_str(o, "interface", w->interface);
 	put_str(o, "mode", w->backup ? "backup" : "active");
 	put_str(o, "state", w->up ? "up" : "down");
 	put_str(o, "why", w->why);
-	put_secs(o, "since_s", now - w->since);
+	put_ms3(o, "since_s", now - w->since);
 	put_bool(o, "best", w->best);
 	put_ip(o, "address", w->has_addr, &w->addr);
 	put_ip(o, "gateway", w->has_gw, &w->gw);
-	put(o, "rtt_ms", w->rtt_ms > 0 ? json_object_new_double(
-			 (double)(int64_t)(w->rtt_ms * 1000) / 1000) : NULL);
+	if (w->rtt_ms > 0)
+		put_ms3(o, "rtt_ms", w->rtt_ms);
+	else
+		put(o, "rtt_ms", NULL);
 	put_u64(o, "probes", w->probes);
 	put_u64(o, "probes_lost", w->probes_lost);
 	put(o, "endpoint", w->endpoint ? json_object_new_int((int)w->endpoint)
 				       : NULL);
-	put_u64(o, "bytes_sent", w->bytes_sent + live->sent);
-	put_u64(o, "bytes_received", w->bytes_received + live->received);
+	put_u64(o, "bytes_sent", w->bytes_sent + live_sent);
+	put_u64(o, "bytes_received", w->bytes_received + live_received);
 	return o;
 }
 
@@ -384,7 +345,7 @@ struct json_object *status_json(struct daemon *d, bool flows, unsigned limit)
 	size_t n_wans = linkmon_count(lm);
 	struct linkmon_wan_status ws[CONFIG_MAX_WANS];
 	const char *wan_names[CONFIG_MAX_WANS];
-	struct wan_bytes wb[CONFIG_MAX_WANS] = { { 0 } };
+	uint64_t sent[CONFIG_MAX_WANS] = { 0 }, received[CONFIG_MAX_WANS] = { 0 };
 	struct json_object *o = json_object_new_object();
 
 	if (!o)
@@ -397,7 +358,7 @@ struct json_object *status_json(struct daemon *d, bool flows, unsigned limit)
 	put_str(o, "version", MPREDIR_VERSION);
 	put_u64(o, "pid", (uint64_t)getpid());
 	put_time(o, "started", d->started);
-	put_secs(o, "uptime_s", now - d->started_mono);
+	put_ms3(o, "uptime_s", now - d->started_mono);
 	struct json_object *cfg = json_object_new_object();
 	put_str(cfg, "file", d->config_path);
 	put_time(cfg, "loaded", d->config_loaded);
@@ -409,7 +370,7 @@ struct json_object *status_json(struct daemon *d, bool flows, unsigned limit)
 
 	struct json_object *list = flows ? json_object_new_array() : NULL;
 	uint64_t up = d->env.stats.bytes_up, down = d->env.stats.bytes_down;
-	walk_flows(d, wb, wan_names, list, limit, &up, &down);
+	walk_flows(d, sent, received, wan_names, list, limit, &up, &down);
 	put(o, "flows", flows_summary(d));
 	struct json_object *bytes = json_object_new_object();
 	put_u64(bytes, "up", up);
@@ -423,7 +384,8 @@ struct json_object *status_json(struct daemon *d, bool flows, unsigned limit)
 	put(o, "servers", servers);
 	struct json_object *wans = json_object_new_array();
 	for (size_t i = 0; i < n_wans; i++)
-		json_object_array_add(wans, wan_json(&ws[i], &wb[i], now));
+		json_object_array_add(wans, wan_json(&ws[i], sent[i],
+						     received[i], now));
 	put(o, "wans", wans);
 	if (list)
 		put(o, "flow_list", list);

@@ -64,10 +64,23 @@ struct upstream *upstream_new(struct config *cfg)
 	u->n = cfg->n_servers;
 	u->refs = 1;
 	for (size_t i = 0; i < u->n; i++) {
-		u->servers[i].cfg = &cfg->servers[i];
-		u->servers[i].resolved = resolve(&u->servers[i]) == 0;
+		struct upstream_server *s = &u->servers[i];
+		if (!(s->st = calloc(1, sizeof(*s->st)))) {
+			u->cfg = NULL; /* the caller still owns cfg */
+			upstream_unref(u);
+			return NULL;
+		}
+		s->st->refs = 1;
+		s->cfg = &cfg->servers[i];
+		s->resolved = resolve(s) == 0;
 	}
 	return u;
+}
+
+static void state_unref(struct upstream_state *st)
+{
+	if (st && !--st->refs)
+		free(st);
 }
 
 struct upstream *upstream_ref(struct upstream *u)
@@ -80,6 +93,8 @@ void upstream_unref(struct upstream *u)
 {
 	if (!u || --u->refs)
 		return;
+	for (size_t i = 0; i < u->n; i++)
+		state_unref(u->servers[i].st);
 	config_free(u->cfg);
 	free(u->servers);
 	free(u);
@@ -93,7 +108,7 @@ struct upstream_server *upstream_next(struct upstream *u, size_t *pos,
 	while (*pos < 2 * u->n) {
 		size_t i = (*pos)++;
 		struct upstream_server *s = &u->servers[i % u->n];
-		bool backing_off = s->backoff_until > now;
+		bool backing_off = s->st->backoff_until > now;
 		if (s->resolved && backing_off == (i >= u->n))
 			return s;
 	}
@@ -128,16 +143,9 @@ void upstream_carry_over(struct upstream *u, const struct upstream *old)
 		const struct upstream_server *o = upstream_match(old, s);
 		if (!o)
 			continue;
-		s->pipelining = o->pipelining;
-		s->pipelining_recheck = o->pipelining_recheck;
-		s->consecutive_failures = o->consecutive_failures;
-		s->backoff_until = o->backoff_until;
-		s->flows = o->flows;
-		s->failures = o->failures;
-		s->n_mptcp = o->n_mptcp;
-		s->n_fallback = o->n_fallback;
-		s->n_tcp = o->n_tcp;
-		s->n_fast_open = o->n_fast_open;
+		state_unref(s->st);
+		s->st = o->st;
+		s->st->refs++;
 	}
 }
 
@@ -145,22 +153,22 @@ void upstream_report(struct upstream *u, struct upstream_server *s, bool ok,
 		     double now)
 {
 	if (ok) {
-		if (s->backoff_until)
+		if (s->st->backoff_until)
 			log_info("server %s: working again", s->name);
-		s->consecutive_failures = 0;
-		s->backoff_until = 0;
+		s->st->consecutive_failures = 0;
+		s->st->backoff_until = 0;
 		return;
 	}
-	s->failures++;
-	if (++s->consecutive_failures < 2)
+	s->st->failures++;
+	if (++s->st->consecutive_failures < 2)
 		return;
-	double backoff = 1 << (s->consecutive_failures < 12
-				       ? s->consecutive_failures - 2 : 10);
+	double backoff = 1 << (s->st->consecutive_failures < 12
+				       ? s->st->consecutive_failures - 2 : 10);
 	if (backoff > u->cfg->server_backoff_s)
 		backoff = u->cfg->server_backoff_s;
-	s->backoff_until = now + backoff;
+	s->st->backoff_until = now + backoff;
 	log_warn("server %s: %u failures in a row, skipped for %.0f s",
-		 s->name, s->consecutive_failures, backoff);
+		 s->name, s->st->consecutive_failures, backoff);
 }
 
 
@@ -205,33 +213,34 @@ bool upstream_pipeline(struct upstream_server *s, double now)
 	case CONFIG_AUTO:
 		break;
 	}
-	if (s->pipelining == UPSTREAM_PIPE_NO && now >= s->pipelining_recheck)
-		s->pipelining = UPSTREAM_PIPE_UNKNOWN;
-	return s->pipelining != UPSTREAM_PIPE_NO;
+	struct upstream_state *st = s->st;
+	if (st->pipelining == UPSTREAM_PIPE_NO && now >= st->pipelining_recheck)
+		st->pipelining = UPSTREAM_PIPE_UNKNOWN;
+	return st->pipelining != UPSTREAM_PIPE_NO;
 }
 
 bool upstream_pipeline_proven(const struct upstream_server *s)
 {
 	return s->cfg->pipeline == CONFIG_ON ||
 	       (s->cfg->pipeline == CONFIG_AUTO &&
-		s->pipelining == UPSTREAM_PIPE_YES);
+		s->st->pipelining == UPSTREAM_PIPE_YES);
 }
 
 void upstream_pipelining_learned(struct upstream_server *s, bool works,
 				 double now)
 {
 	if (works) {
-		if (s->pipelining != UPSTREAM_PIPE_YES)
+		if (s->st->pipelining != UPSTREAM_PIPE_YES)
 			log_info("server %s takes a pipelined SOCKS handshake",
 				 s->name);
-		s->pipelining = UPSTREAM_PIPE_YES;
+		s->st->pipelining = UPSTREAM_PIPE_YES;
 		return;
 	}
 	log_info("server %s does not answer a pipelined SOCKS handshake: "
 		 "step by step with it, checked again in %d s", s->name,
 		 UPSTREAM_PIPE_RECHECK_S);
-	s->pipelining = UPSTREAM_PIPE_NO;
-	s->pipelining_recheck = now + UPSTREAM_PIPE_RECHECK_S;
+	s->st->pipelining = UPSTREAM_PIPE_NO;
+	s->st->pipelining_recheck = now + UPSTREAM_PIPE_RECHECK_S;
 }
 
 bool upstream_fast_open(const struct upstream *u)

@@ -21,20 +21,28 @@ enum upstream_pipelining {
 
 struct pool;
 
-struct upstream_server {
-	const struct config_server *cfg;
-	struct pool *pool;             /* warm connections, NULL without */
+/* What is learnt of a server, and its counters. Shared by the server's
+ * entries in successive sets (upstream_carry_over): flows still using an
+ * old set after a reload update the same figures. */
+struct upstream_state {
+	unsigned refs;
 	enum upstream_pipelining pipelining;
 	double pipelining_recheck;     /* when NO becomes UNKNOWN again */
-	union sockaddr_any addr;
-	bool resolved;
-	char name[ADDR_STRLEN + 256]; /* "host (addr)" or "addr", for logs */
 	unsigned consecutive_failures;
 	double backoff_until;          /* ev_now() time; 0 = usable */
 	uint64_t flows, failures;
 	/* connections that relayed, by what they turned out to be */
 	uint64_t n_mptcp, n_fallback, n_tcp;
 	uint64_t n_fast_open;          /* of those: data in the SYN accepted */
+};
+
+struct upstream_server {
+	const struct config_server *cfg;
+	struct pool *pool;             /* warm connections, NULL without */
+	struct upstream_state *st;
+	union sockaddr_any addr;
+	bool resolved;
+	char name[ADDR_STRLEN + 256]; /* "host (addr)" or "addr", for logs */
 };
 
 /* One configuration's server set. Flows hold a reference, so a reload can
@@ -55,8 +63,8 @@ struct upstream *upstream_ref(struct upstream *u);
  * credentials, resolved address), or NULL. */
 struct upstream_server *upstream_match(const struct upstream *old,
 				       const struct upstream_server *s);
-/* A reload: servers of u that were in old keep what was learnt of them
- * (back-off, pipelining) and their counters. */
+/* A reload: servers of u that were in old share their state with them
+ * (what was learnt: back-off, pipelining; and the counters). */
 void upstream_carry_over(struct upstream *u, const struct upstream *old);
 void upstream_unref(struct upstream *u);
 

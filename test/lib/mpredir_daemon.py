@@ -139,10 +139,11 @@ class Mpredir:
     def control_socket(self):
         return self.config["control"]["socket"]
 
-    def control(self, *args, user=None, timeout=30):
+    def control(self, *args, user=None, timeout=30, sock=None):
         """Run `mpredir ARGS --socket <ours>` (as `user`, a uid, when
         given); return the CompletedProcess (text)."""
-        argv = [self.binary] + list(args) + ["--socket", self.control_socket]
+        argv = [self.binary] + list(args) + [
+            "--socket", sock or self.control_socket]
         if user is not None:
             argv = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user,
                     "--clear-groups"] + argv
@@ -172,7 +173,8 @@ class Mpredir:
             self.config.setdefault("control", {}).setdefault(
                 "socket", old["control"]["socket"])
             self.write_config()
-        r = self.control("reload")
+        # (asked on the socket the daemon has now)
+        r = self.control("reload", sock=old["control"]["socket"])
         if r.returncode != 0:
             self.config = old
         return r

@@ -3,8 +3,8 @@
  * this process, IPv4 (127.0.0.1) and IPv6 (::1):
  *
  *     client ──MPTCP──▶ MPTCP listener     both ends: kind mptcp
- *     client ──MPTCP──▶ TCP listener       client: tcp-fallback
- *     client ──TCP────▶ MPTCP listener     accepted end: tcp-fallback
+ *     client ──MPTCP──▶ TCP listener       client: tcp_fallback
+ *     client ──TCP────▶ MPTCP listener     accepted end: tcp_fallback
  *     client ──TCP────▶ TCP listener       both ends: kind tcp
  *
  * Over each, 1 MiB one way and 64 KiB back (content checked), then what
@@ -376,7 +376,7 @@ static void test_not_a_socket(void)
 static void test_kind_names(void)
 {
 	CHECK(strcmp(paths_kind_name(PATHS_MPTCP), "mptcp") == 0);
-	CHECK(strcmp(paths_kind_name(PATHS_FALLBACK), "tcp-fallback") == 0);
+	CHECK(strcmp(paths_kind_name(PATHS_FALLBACK), "tcp_fallback") == 0);
 	CHECK(strcmp(paths_kind_name(PATHS_TCP), "tcp") == 0);
 	CHECK(strcmp(paths_kind_name((enum paths_kind)42), "?") == 0);
 }
