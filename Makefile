@@ -14,17 +14,17 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wmissing-prototypes \
            -Wstrict-prototypes -Wshadow -Wpointer-arith -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -DMPREDIR_VERSION='"$(VERSION)"' \
+CPPFLAGS += -pthread -D_GNU_SOURCE -DMPREDIR_VERSION='"$(VERSION)"' \
            $(shell $(PKG_CONFIG) --cflags $(PKGS))
 # Debian's libev ships no .pc file: fall back to -lev.
 LIBEV   := $(shell $(PKG_CONFIG) --libs libev 2>/dev/null || echo -lev)
-LDLIBS  += $(shell $(PKG_CONFIG) --libs $(PKGS)) $(LIBEV) -lm
+LDLIBS  += $(shell $(PKG_CONFIG) --libs $(PKGS)) $(LIBEV) -lm -pthread
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=all
 
 # Modules of the daemon (redirector/X.c). main.c holds main().
-MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture linkmon mptcp_pm paths control status cli
+MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture linkmon mptcp_pm paths control status cli worker
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.

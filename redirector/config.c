@@ -776,7 +776,25 @@ static void k_buffer_size(struct ctx *c, const char *path,
 	get_uint(c, path, v, 4096, 4194304, &cfg->buffer_size);
 }
 
+/* "auto" (0: one per CPU) or a number */
+static void k_workers(struct ctx *c, const char *path, struct json_object *v,
+		      struct config *cfg, void *arg)
+{
+	if (json_object_is_type(v, json_type_string) &&
+	    strcmp(json_object_get_string(v), "auto") == 0) {
+		cfg->workers = 0;
+		return;
+	}
+	if (!json_object_is_type(v, json_type_int)) {
+		add_err(c, path, "expected \"auto\" or a number of workers "
+			"(1-%d)", CONFIG_MAX_WORKERS);
+		return;
+	}
+	get_uint(c, path, v, 1, CONFIG_MAX_WORKERS, &cfg->workers);
+}
+
 static const struct key_def relay_keys[] = {
+	{ "workers", k_workers },
 	{ "idle_timeout_s", k_idle },
 	{ "half_close_timeout_s", k_half_close },
 	{ "max_flows", k_max_flows },

@@ -39,6 +39,7 @@ struct config_server {
 enum config_fw_mode { CONFIG_FW_REDIRECT, CONFIG_FW_TPROXY };
 
 #define CONFIG_MAX_WANS 8
+#define CONFIG_MAX_WORKERS 16
 #define CONFIG_WAN_TABLE_BASE 0x4d60u /* wans[i].table default: base + i */
 
 /* One WAN link the link monitor follows. */
@@ -78,6 +79,8 @@ struct config {
 	unsigned half_close_timeout_s; /* idle after one side ended, default 120 */
 	unsigned max_flows;            /* default 4096 */
 	unsigned buffer_size;          /* bytes per direction, default 65536 */
+	unsigned workers;              /* threads relaying flows; 0 = "auto":
+					* one per CPU (the default) */
 	/* firewall: the daemon's own nftables table */
 	bool fw_enabled;               /* default true */
 	enum config_fw_mode fw_mode;   /* default redirect */

@@ -5,24 +5,33 @@
 #define MPREDIR_DAEMON_H
 
 #include <ev.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
+#include "config.h"
 #include "flow.h"
-#include "listener.h"
 
 struct daemon {
-	struct ev_loop *loop;
+	struct ev_loop *loop;       /* the main loop (worker 0's too) */
 	const char *config_path;
-	struct flow_env env;      /* env.ups->cfg is the configuration in force */
-	struct listener listener;
+	struct upstream *ups;       /* the server set (and config) in force */
+	struct flow_shared shared;  /* what the workers share */
+	struct worker *workers[CONFIG_MAX_WORKERS];
+	unsigned n_workers;
 	struct rtmon *rtmon;
-	struct capture *capture;  /* NULL when firewall.enabled is false */
-	struct control *control;  /* NULL when control.socket is "" */
+	struct capture *capture;    /* NULL when firewall.enabled is false */
+	struct linkmon *linkmon;    /* NULL without wans */
+	struct control *control;    /* NULL when control.socket is "" */
 	ev_signal sig_term, sig_int, sig_hup;
-	time_t started;           /* wall clock */
-	double started_mono;      /* ev_now() */
-	time_t config_loaded;     /* when the configuration in force was read */
+	/* byte credits for the WANs from the other workers' flows */
+	ev_async credit_wake;
+	pthread_mutex_t credit_lock;
+	struct wan_credit *credits;
+	size_t n_credits, cap_credits;
+	time_t started;             /* wall clock */
+	double started_mono;        /* ev_now() */
+	time_t config_loaded;       /* when the configuration in force was read */
 	uint64_t reloads, reloads_refused;
 };
 

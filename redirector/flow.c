@@ -116,7 +116,9 @@ static void setup_free(struct ev_loop *loop, struct flow *f)
 
 /* Failures come in floods (a server down, descriptors exhausted): below
  * debug level, each reason is logged at most once a second. */
-static struct log_limit end_limits[FLOW_END__COUNT];
+static struct log_limit end_limits[FLOW_END__COUNT] = {
+	[0 ... FLOW_END__COUNT - 1] = LOG_LIMIT_INIT(1.0),
+};
 
 void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 		const char *detail)
@@ -126,12 +128,7 @@ void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 	enum log_level lvl = flow_ends[why].level;
 
 	if (log_enabled(lvl)) {
-		struct log_limit *lim = &end_limits[why];
-		if (log_enabled(LOG_LVL_DEBUG))
-			lim->interval_s = 0;
-		else if (!lim->interval_s)
-			lim->interval_s = 1.0;
-		log_limited(lim, ev_now(loop), lvl,
+		log_limited(&end_limits[why], ev_now(loop), lvl,
 			    "flow %s -> %s via %s%s: up %llu B, down %llu B, "
 			    "%.3f s: %s%s%s",
 			    addr_fmt(&f->lan, lan, sizeof(lan)),
@@ -159,6 +156,7 @@ void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 	if (f->next)
 		f->next->prev = f->prev;
 	env->nflows--;
+	__atomic_sub_fetch(&env->shared->nflows, 1, __ATOMIC_RELAXED);
 	upstream_unref(f->ups);
 	free(f);
 }
@@ -227,15 +225,14 @@ static void on_relay(struct ev_loop *loop, struct relay *r,
  * the WAN that status credits with the bytes of subflows that closed. */
 static void note_transport(struct flow *f)
 {
-	struct upstream_state *st = f->server->st;
 	union sockaddr_any a;
 	socklen_t len = sizeof(a);
 
 	f->kind = (uint8_t)paths_kind_of(f->up_fd, f->mptcp);
 	switch ((enum paths_kind)f->kind) {
-	case PATHS_MPTCP: st->n_mptcp++; break;
-	case PATHS_FALLBACK: st->n_fallback++; break;
-	case PATHS_TCP: st->n_tcp++; break;
+	case PATHS_MPTCP: UPSTREAM_COUNT(f->server, n_mptcp); break;
+	case PATHS_FALLBACK: UPSTREAM_COUNT(f->server, n_fallback); break;
+	case PATHS_TCP: UPSTREAM_COUNT(f->server, n_tcp); break;
 	}
 	if (f->fast_open) {
 		/* did the server acknowledge the data in our SYN? */
@@ -243,7 +240,7 @@ static void note_transport(struct flow *f)
 		socklen_t tlen = sizeof(ti);
 		if (getsockopt(f->up_fd, IPPROTO_TCP, TCP_INFO, &ti, &tlen) == 0 &&
 		    (ti.tcpi_options & TCPI_OPT_SYN_DATA))
-			st->n_fast_open++;
+			UPSTREAM_COUNT(f->server, n_fast_open);
 	}
 	if (getsockname(f->up_fd, &a.sa, &len) == 0) {
 		addr_unmap(&a);
@@ -687,15 +684,15 @@ static void try_next_server(struct ev_loop *loop, struct flow *f)
 					    : "all servers backing off");
 		return;
 	}
-	f->server->st->flows++;
+	UPSTREAM_COUNT(f->server, flows);
 	s->opened = s->connect_sent = false;
 	s->reply_deadline = s->attempt_deadline = 0;
 	s->pipeline = upstream_pipeline(f->server, now);
 	s->probing = s->pipeline && f->server->cfg->pipeline == CONFIG_AUTO &&
-		     f->server->st->pipelining == UPSTREAM_PIPE_UNKNOWN;
+		     upstream_pipelining(f->server) == UPSTREAM_PIPE_UNKNOWN;
 	/* A warm connection, unless this flow has to find out whether the
 	 * server takes a pipelined write (only a fresh one can tell). */
-	struct pool *pool = f->server->pool;
+	struct pool *pool = f->server->pools[f->env->worker];
 	if (pool && !s->probing && !s->pool_failed) {
 		int fd = pool_take(pool, &f->mptcp);
 		if (fd >= 0) {
@@ -740,9 +737,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		/* A server we believed to take pipelined writes answered
 		 * part of one and then nothing: check it again. */
 		if (s->pipeline && !s->probing &&
-		    s->parser.stage > SOCKS5_STAGE_METHOD &&
-		    f->server->st->pipelining == UPSTREAM_PIPE_YES)
-			f->server->st->pipelining = UPSTREAM_PIPE_UNKNOWN;
+		    s->parser.stage > SOCKS5_STAGE_METHOD)
+			upstream_pipelining_unsure(f->server);
 		flow_close(loop, f, FLOW_END_SETUP_TIMEOUT,
 			   f->state == FLOW_CONNECTING ? "connecting to server"
 			   : f->state == FLOW_WAIT_DATA ? "waiting for data"
@@ -777,7 +773,8 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 
 	addr_unmap(&lan);
 	env->stats.accepted++;
-	if (env->nflows >= cfg->max_flows) {
+	if (__atomic_load_n(&env->shared->nflows, __ATOMIC_RELAXED) >=
+	    cfg->max_flows) {
 		env->stats.refused_full++;
 		log_limited(&refuse_limit, ev_now(loop), LOG_LVL_WARN,
 			    "refusing %s: max_flows (%u) reached",
@@ -820,7 +817,7 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 		return;
 	}
 	f->env = env;
-	f->id = ++env->last_id;
+	f->id = __atomic_add_fetch(&env->shared->last_id, 1, __ATOMIC_RELAXED);
 	f->ups = upstream_ref(env->ups);
 	f->setup = s;
 	f->lan = lan;
@@ -834,6 +831,7 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 		env->flows->prev = f;
 	env->flows = f;
 	env->nflows++;
+	__atomic_add_fetch(&env->shared->nflows, 1, __ATOMIC_RELAXED);
 	ev_init(&f->timer, on_timer);
 	ev_init(&s->io, on_upstream_io);
 	s->io.data = f;

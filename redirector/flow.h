@@ -74,15 +74,36 @@ struct flow_stats {
 /* What flows share: the current server set and the live flows. */
 struct rtmon;
 
+struct flow_shared;
+
 struct flow_env {
 	struct upstream *ups; /* current set; flows take a reference */
 	const struct rtmon *ifaddrs; /* the router's addresses */
 	bool tproxy;          /* the listener is transparent */
-	struct linkmon *linkmon;     /* WANs, for per-WAN bytes; may be NULL */
 	struct flow *flows;
 	unsigned nflows;
-	uint64_t last_id;
+	unsigned worker;      /* index of the worker (thread) owning these */
+	struct flow_shared *shared; /* what all workers share */
 	struct flow_stats stats;
+};
+
+/* Bytes carried from (or on the subflows of) one local IPv4 address. */
+struct wan_credit {
+	uint32_t addr4; /* network order */
+	uint64_t sent, received;
+};
+
+/* What the workers' flow_envs share (atomic counters). */
+struct flow_shared {
+	unsigned nflows;      /* all workers' flows: max_flows applies to it */
+	uint64_t last_id;
+	bool wans;            /* WANs configured: credit bytes at a flow's end */
+	/* a flow's end: bytes per local IPv4 address, for the WANs' counters
+	 * (called in the worker's thread; the callee hands it to the main
+	 * thread) */
+	void (*credit)(struct flow_shared *sh, unsigned worker,
+		       const struct wan_credit *c, size_t n);
+	void *credit_arg;
 };
 
 /* Take over an accepted LAN socket (non-blocking): find its original

@@ -39,7 +39,7 @@ int listener_set_transparent(struct listener *l, bool on, const char **what)
 
 int listener_open(struct listener *l, struct flow_env *env,
 		  const char *address, uint16_t port, bool transparent,
-		  const char **what)
+		  bool reuseport, const char **what)
 {
 	memset(l, 0, sizeof(*l));
 	l->fd = l->reserve_fd = -1;
@@ -56,6 +56,10 @@ int listener_open(struct listener *l, struct flow_env *env,
 	}
 	if (set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) < 0) {
 		*what = "setsockopt(SO_REUSEADDR)";
+		goto fail;
+	}
+	if (reuseport && set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) < 0) {
+		*what = "setsockopt(SO_REUSEPORT)";
 		goto fail;
 	}
 	/* "::" takes IPv4 too (v4-mapped); a specific IPv6 address only v6. */

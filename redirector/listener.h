@@ -25,11 +25,12 @@ struct listener {
 };
 
 /* Bind and listen on address:port ("::" = dual-stack), with IP_TRANSPARENT
- * for tproxy when `transparent`. Returns 0, or -errno with *what naming
- * the failing call. Does not start accepting. */
+ * for tproxy when `transparent`, SO_REUSEPORT when `reuseport` (one
+ * listener per worker on the same port). Returns 0, or -errno with *what
+ * naming the failing call. Does not start accepting. */
 int listener_open(struct listener *l, struct flow_env *env,
 		  const char *address, uint16_t port, bool transparent,
-		  const char **what);
+		  bool reuseport, const char **what);
 void listener_start(struct ev_loop *loop, struct listener *l);
 /* Switch tproxy transparency on an open listener (a reload that changes
  * only the firewall mode keeps its socket). 0 or -errno (*what). */

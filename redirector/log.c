@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,18 +46,20 @@ void log_init(bool use_syslog, enum log_level lvl)
 		openlog("mpredir", LOG_PID, LOG_DAEMON);
 }
 
+/* (set by the main thread on a reload, read by the workers) */
 void log_set_level(enum log_level lvl)
 {
-	log_max = lvl;
+	__atomic_store_n(&log_max, lvl, __ATOMIC_RELAXED);
 }
 
 bool log_enabled(enum log_level lvl)
 {
-	return lvl <= log_max;
+	return lvl <= __atomic_load_n(&log_max, __ATOMIC_RELAXED);
 }
 
-static log_tap_fn *tap;
-static void *tap_arg;
+/* per thread: a reload (main thread) collects only its own messages */
+static __thread log_tap_fn *tap;
+static __thread void *tap_arg;
 
 void log_set_tap(log_tap_fn *fn, void *arg)
 {
@@ -95,18 +98,30 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Limits are shared by the worker threads. */
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void log_limited(struct log_limit *lim, double now, enum log_level lvl,
 		 const char *fmt, ...)
 {
-	if (lim->printed_once && now - lim->last < lim->interval_s) {
+	unsigned suppressed;
+
+	if (!log_enabled(lvl))
+		return;
+	pthread_mutex_lock(&limit_lock);
+	if (!log_enabled(LOG_LVL_DEBUG) && lim->printed_once &&
+	    now - lim->last < lim->interval_s) {
 		lim->suppressed++;
+		pthread_mutex_unlock(&limit_lock);
 		return;
 	}
-	if (lim->suppressed)
-		log_msg(lvl, "(%u similar messages suppressed)", lim->suppressed);
+	suppressed = lim->suppressed;
 	lim->printed_once = true;
 	lim->last = now;
 	lim->suppressed = 0;
+	pthread_mutex_unlock(&limit_lock);
+	if (suppressed)
+		log_msg(lvl, "(%u similar messages suppressed)", suppressed);
 	va_list ap;
 	va_start(ap, fmt);
 	log_v(lvl, fmt, ap);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "capture.h"
 #include "cli.h"
@@ -22,6 +23,7 @@
 #include "relay.h"
 #include "status.h"
 #include "upstream.h"
+#include "worker.h"
 
 static void usage(FILE *out)
 {
@@ -96,32 +98,65 @@ static void check_fast_open(const struct config *cfg)
 }
 
 /* Apply a configuration's process-wide settings. */
-static int apply(struct daemon *d, const struct config *cfg)
+static void apply(const struct config *cfg)
 {
 	log_set_level(cfg->log_level);
 	raise_fd_limit(cfg->max_flows);
 	check_fast_open(cfg);
-	if (relay_set_buffer_size(cfg->buffer_size) < 0) {
-		log_error("relay buffer of %u bytes: out of memory",
-			  cfg->buffer_size);
-		return -1;
+}
+
+/* A listening socket per worker (SO_REUSEPORT when there are several: the
+ * kernel spreads connections over them). 0, or -1 after logging, with
+ * none left open. */
+static int open_listeners(struct daemon *d, struct listener *ls,
+			  const struct config *cfg)
+{
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		const char *what = "";
+		int rc = listener_open(&ls[i], worker_env(d->workers[i]),
+				       cfg->listen_address, cfg->listen_port,
+				       cfg->fw_mode == CONFIG_FW_TPROXY,
+				       d->n_workers > 1, &what);
+		if (rc < 0) {
+			log_error("listen on %s port %u: %s: %s",
+				  cfg->listen_address, cfg->listen_port, what,
+				  strerror(-rc));
+			while (i--)
+				listener_close(d->loop, &ls[i]);
+			return -1;
+		}
 	}
 	return 0;
 }
 
-static int open_listener(struct daemon *d, struct listener *l,
-			 const struct config *cfg)
+/* tproxy transparency on every worker's listener: all or none. */
+static int set_transparent(struct daemon *d, bool on)
 {
-	const char *what = "";
-	int rc = listener_open(l, &d->env, cfg->listen_address,
-			       cfg->listen_port,
-			       cfg->fw_mode == CONFIG_FW_TPROXY, &what);
-	if (rc < 0) {
-		log_error("listen on %s port %u: %s: %s", cfg->listen_address,
-			  cfg->listen_port, what, strerror(-rc));
-		return -1;
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		const char *what = "";
+		int rc = listener_set_transparent(
+			worker_listener(d->workers[i]), on, &what);
+		if (rc < 0) {
+			log_error("listener: %s: %s", what, strerror(-rc));
+			while (i--)
+				listener_set_transparent(
+					worker_listener(d->workers[i]), !on,
+					&what);
+			return -1;
+		}
 	}
 	return 0;
+}
+
+/* Every worker: new flows use ups; with ls, the workers listen there. */
+static void apply_workers(struct daemon *d, struct upstream *ups,
+			  struct listener *ls)
+{
+	bool tproxy = ups->cfg->fw_mode == CONFIG_FW_TPROXY;
+
+	d->shared.wans = ups->cfg->n_wans > 0;
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_apply(d->workers[i], ups, tproxy, ls ? &ls[i] : NULL);
 }
 
 static void on_network(struct rtmon *rm, unsigned what, void *arg)
@@ -130,8 +165,8 @@ static void on_network(struct rtmon *rm, unsigned what, void *arg)
 
 	if (d->capture && (what & RTMON_ADDRS))
 		capture_addresses_changed(d->capture);
-	if (d->env.linkmon)
-		linkmon_network_changed(d->env.linkmon, what);
+	if (d->linkmon)
+		linkmon_network_changed(d->linkmon, what);
 }
 
 /* Bring the capture (nftables table, tproxy routes) in line with ups. */
@@ -189,66 +224,58 @@ static bool reload(struct daemon *d)
 			  "configuration", d->config_path);
 		return false;
 	}
-	const struct config *old = d->env.ups->cfg;
+	const struct config *old = d->ups->cfg;
 	bool relisten = strcmp(old->listen_address, cfg->listen_address) != 0 ||
 			old->listen_port != cfg->listen_port;
-	/* the same socket can change its transparency (tproxy) */
+	/* the same sockets can change their transparency (tproxy) */
 	bool retransparent = !relisten && old->fw_mode != cfg->fw_mode;
 	bool tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
-	struct listener l;
-	const char *what = "";
-	int rc = 0;
-	if (retransparent &&
-	    (rc = listener_set_transparent(&d->listener, tproxy, &what)) < 0)
-		log_error("listener: %s: %s", what, strerror(-rc));
-	if ((relisten && open_listener(d, &l, cfg) < 0) ||
-	    (retransparent && rc < 0)) {
+	struct listener ls[CONFIG_MAX_WORKERS];
+	if ((relisten && open_listeners(d, ls, cfg) < 0) ||
+	    (retransparent && set_transparent(d, tproxy) < 0)) {
 		log_error("reload refused: keeping the running configuration");
 		config_free(cfg);
 		return false;
 	}
 	struct upstream *ups = upstream_new(cfg);
 	if (ups)
-		upstream_carry_over(ups, d->env.ups);
-	if (!ups || apply(d, cfg) < 0 || set_capture(d, ups) < 0 ||
-	    pool_start_all(d->loop, ups, d->env.ups) < 0) {
+		upstream_carry_over(ups, d->ups);
+	else
+		log_error("out of memory");
+	if (ups)
+		apply(cfg);
+	if (!ups || set_capture(d, ups) < 0) {
 		log_error("reload refused: keeping the running configuration");
 		/* undo, then free the new set (nothing may point at it) */
-		if (relisten)
-			listener_close(d->loop, &l);
+		for (unsigned i = 0; relisten && i < d->n_workers; i++)
+			listener_close(d->loop, &ls[i]);
 		if (retransparent)
-			listener_set_transparent(&d->listener, !tproxy, &what);
-		apply(d, d->env.ups->cfg);
-		if (set_capture(d, d->env.ups) < 0) {
+			set_transparent(d, !tproxy);
+		apply(d->ups->cfg);
+		if (set_capture(d, d->ups) < 0) {
 			/* the capture may still refer to the new set: anew */
 			capture_stop(d->capture);
 			d->capture = NULL;
-			set_capture(d, d->env.ups);
+			set_capture(d, d->ups);
 		}
-		if (ups)
-			pool_stop_all(ups);
-		pool_start_all(d->loop, d->env.ups, NULL);
 		if (ups)
 			upstream_unref(ups);
 		else
 			config_free(cfg);
 		return false;
 	}
-	if (relisten) {
-		listener_close(d->loop, &d->listener);
-		d->listener = l;
-		listener_start(d->loop, &d->listener);
-	}
-	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
-	d->env.linkmon = linkmon_reload(d->env.linkmon, d->loop, ups, d->rtmon);
+	d->linkmon = linkmon_reload(d->linkmon, d->loop, ups, d->rtmon);
+	apply_workers(d, ups, relisten ? ls : NULL);
 	set_control(d, cfg);
-	pool_stop_all(d->env.ups);
-	upstream_unref(d->env.ups);
-	d->env.ups = ups;
+	if (cfg->workers != old->workers)
+		log_warn("relay.workers changed: takes effect at the next "
+			 "start (%u worker(s) now)", d->n_workers);
+	upstream_unref(d->ups);
+	d->ups = ups;
 	d->config_loaded = time(NULL);
 	log_info("reloaded %s: %zu server(s); %u flow(s) continue with the "
 		 "previous configuration", d->config_path, cfg->n_servers,
-		 d->env.nflows);
+		 __atomic_load_n(&d->shared.nflows, __ATOMIC_RELAXED));
 	return true;
 }
 
@@ -317,10 +344,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	log_info("%s: stopping (%u flow(s) open)", strsignal(w->signum),
-		 d->env.nflows);
-	listener_close(loop, &d->listener);
-	flow_close_all(loop, &d->env);
-	ev_break(loop, EVBREAK_ALL);
+		 __atomic_load_n(&d->shared.nflows, __ATOMIC_RELAXED));
+	ev_break(loop, EVBREAK_ALL); /* stop() resets the flows */
 }
 
 static void start_signal(struct daemon *d, ev_signal *w, int signum)
@@ -331,6 +356,63 @@ static void start_signal(struct daemon *d, ev_signal *w, int signum)
 	ev_unref(d->loop); /* signals alone do not keep the loop alive */
 }
 
+/* ---- bytes of the workers' flows for the WANs ----------------------------- */
+
+static void credit_wans(struct daemon *d)
+{
+	pthread_mutex_lock(&d->credit_lock);
+	struct wan_credit *c = d->credits;
+	size_t n = d->n_credits;
+	d->credits = NULL;
+	d->n_credits = d->cap_credits = 0;
+	pthread_mutex_unlock(&d->credit_lock);
+	status_credit_wans(d->linkmon, c, n);
+	free(c);
+}
+
+static void on_credit_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+	credit_wans(a->data);
+}
+
+/* flow_shared.credit: a flow ended in worker `worker`'s thread. The link
+ * monitor lives on the main loop: other workers queue for it. */
+static void on_credit(struct flow_shared *sh, unsigned worker,
+		      const struct wan_credit *c, size_t n)
+{
+	struct daemon *d = sh->credit_arg;
+
+	if (worker == 0) {
+		status_credit_wans(d->linkmon, c, n);
+		return;
+	}
+	pthread_mutex_lock(&d->credit_lock);
+	if (d->n_credits + n > d->cap_credits) {
+		size_t cap = 2 * (d->n_credits + n);
+		struct wan_credit *p = realloc(d->credits, cap * sizeof(*p));
+		if (p) {
+			d->credits = p;
+			d->cap_credits = cap;
+		}
+	}
+	if (d->n_credits + n <= d->cap_credits) { /* else lost: no memory */
+		memcpy(d->credits + d->n_credits, c, n * sizeof(*c));
+		d->n_credits += n;
+	}
+	pthread_mutex_unlock(&d->credit_lock);
+	ev_async_send(d->loop, &d->credit_wake);
+}
+
+/* ---- start and stop ------------------------------------------------------- */
+
+static unsigned n_workers(const struct config *cfg)
+{
+	long n = cfg->workers ? (long)cfg->workers
+			      : sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS
+						  : (unsigned)n;
+}
+
 /* Undo whatever start() did, in reverse order; safe at any point. */
 static void stop(struct daemon *d)
 {
@@ -339,30 +421,33 @@ static void stop(struct daemon *d)
 			ev_ref(d->loop);
 			ev_signal_stop(d->loop, w);
 		}
-	listener_close(d->loop, &d->listener);
-	flow_close_all(d->loop, &d->env);
+	/* the others first: worker 0 shares the main loop */
+	for (unsigned i = d->n_workers; i-- > 0;)
+		worker_stop(d->workers[i]);
+	if (d->credit_wake.cb) {
+		ev_ref(d->loop);
+		ev_async_stop(d->loop, &d->credit_wake);
+		credit_wans(d);
+	}
+	pthread_mutex_destroy(&d->credit_lock);
 	control_close(d->control);
-	linkmon_stop(d->env.linkmon);
+	linkmon_stop(d->linkmon);
 	capture_stop(d->capture);
 	rtmon_close(d->rtmon);
-	if (d->env.ups) {
-		pool_stop_all(d->env.ups);
-		upstream_unref(d->env.ups);
-	}
+	upstream_unref(d->ups);
 	relay_set_buffer_size(0);
 	ev_loop_destroy(d->loop);
 }
 
 static int start(struct daemon *d, struct config *cfg)
 {
-	d->listener.fd = -1;
-	d->env.ups = upstream_new(cfg);
-	if (!d->env.ups) {
+	pthread_mutex_init(&d->credit_lock, NULL);
+	d->ups = upstream_new(cfg);
+	if (!d->ups) {
 		log_error("out of memory");
 		config_free(cfg);
 		return -1;
 	}
-	d->env.tproxy = cfg->fw_mode == CONFIG_FW_TPROXY;
 	/* first: it finds out whether another daemon runs, before anything
 	 * of that one's (table, routes) is touched */
 	if (set_control(d, cfg) < 0)
@@ -372,20 +457,42 @@ static int start(struct daemon *d, struct config *cfg)
 		log_error("router addresses (rtnetlink): %s", strerror(errno));
 		return -1;
 	}
-	d->env.ifaddrs = d->rtmon;
-	if (apply(d, cfg) < 0 || open_listener(d, &d->listener, cfg) < 0 ||
-	    set_capture(d, d->env.ups) < 0)
+	d->shared.credit = on_credit;
+	d->shared.credit_arg = d;
+	ev_async_init(&d->credit_wake, on_credit_wake);
+	d->credit_wake.data = d;
+	ev_async_start(d->loop, &d->credit_wake);
+	ev_unref(d->loop);
+	unsigned n = n_workers(cfg);
+	for (unsigned i = 0; i < n; i++) {
+		if (!(d->workers[i] = worker_new(&d->shared, i, d->loop)))
+			return -1;
+		d->n_workers++;
+		worker_env(d->workers[i])->ifaddrs = d->rtmon;
+	}
+	struct listener ls[CONFIG_MAX_WORKERS];
+	apply(cfg);
+	if (open_listeners(d, ls, cfg) < 0)
 		return -1;
-	if (cfg->n_wans && !(d->env.linkmon = linkmon_start(d->loop, d->env.ups,
-							    d->rtmon)))
+	if (set_capture(d, d->ups) < 0 ||
+	    (cfg->n_wans && !(d->linkmon = linkmon_start(d->loop, d->ups,
+							  d->rtmon)))) {
+		for (unsigned i = 0; i < n; i++)
+			listener_close(d->loop, &ls[i]);
 		return -1;
-	if (pool_start_all(d->loop, d->env.ups, NULL) < 0)
-		return -1;
+	}
+	apply_workers(d, d->ups, ls);
+	for (unsigned i = 1; i < n; i++) {
+		int rc = worker_run(d->workers[i]);
+		if (rc < 0) {
+			log_error("worker %u: thread: %s", i, strerror(-rc));
+			return -1;
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
 	start_signal(d, &d->sig_term, SIGTERM);
 	start_signal(d, &d->sig_int, SIGINT);
 	start_signal(d, &d->sig_hup, SIGHUP);
-	listener_start(d->loop, &d->listener);
 	return 0;
 }
 
@@ -410,9 +517,10 @@ static int run(const char *path, bool use_syslog)
 		return 1;
 	}
 	char a[ADDR_STRLEN];
-	log_info("mpredir %s listening on %s, %zu server(s), upstream %s",
-		 MPREDIR_VERSION, addr_fmt(&d.listener.addr, a, sizeof(a)),
-		 cfg->n_servers, cfg->mptcp ? "MPTCP" : "TCP");
+	log_info("mpredir %s listening on %s, %zu server(s), upstream %s, "
+		 "%u worker(s)", MPREDIR_VERSION,
+		 addr_fmt(&worker_listener(d.workers[0])->addr, a, sizeof(a)),
+		 cfg->n_servers, cfg->mptcp ? "MPTCP" : "TCP", d.n_workers);
 	ev_run(d.loop, 0);
 	stop(&d);
 	log_info("stopped");

@@ -236,15 +236,16 @@ static void fill(struct pool *p)
 
 	if (!warm(p) || !s->resolved)
 		return;
-	if (s->st->backoff_until > now) {
+	double backoff_until = upstream_backoff_until(s);
+	if (backoff_until > now) {
 		if (!ev_is_active(&p->retry)) {
-			ev_timer_set(&p->retry, s->st->backoff_until - now, 0);
+			ev_timer_set(&p->retry, backoff_until - now, 0);
 			ev_timer_start(p->loop, &p->retry);
 		}
 		return;
 	}
 	unsigned want = p->ups->cfg->pool_size;
-	while (p->n < want && s->st->backoff_until <= now) {
+	while (p->n < want && upstream_backoff_until(s) <= now) {
 		unsigned before = p->n;
 		open_one(p);
 		if (p->n == before)
@@ -291,7 +292,7 @@ void pool_note_use(struct pool *p)
 }
 
 int pool_start_all(struct ev_loop *loop, struct upstream *u,
-		   struct upstream *old)
+		   struct upstream *old, unsigned worker)
 {
 	if (!u->cfg->pool_size)
 		return 0;
@@ -301,13 +302,13 @@ int pool_start_all(struct ev_loop *loop, struct upstream *u,
 		old = NULL;
 	for (size_t i = 0; i < u->n; i++) {
 		struct upstream_server *s = &u->servers[i];
-		if (s->pool)
+		if (s->pools[worker])
 			continue; /* a retry after a partial failure */
 		struct upstream_server *o = upstream_match(old, s);
-		struct pool *p = o ? o->pool : NULL;
+		struct pool *p = o ? o->pools[worker] : NULL;
 		if (p) {
 			/* the same server: its warm connections stay */
-			o->pool = NULL;
+			o->pools[worker] = NULL;
 		} else if (!(p = calloc(1, sizeof(*p)))) {
 			return -ENOMEM;
 		} else {
@@ -317,22 +318,22 @@ int pool_start_all(struct ev_loop *loop, struct upstream *u,
 		}
 		p->ups = u;
 		p->server = s;
-		s->pool = p;
+		s->pools[worker] = p;
 		fill(p);
 	}
 	return 0;
 }
 
-void pool_stop_all(struct upstream *u)
+void pool_stop_all(struct upstream *u, unsigned worker)
 {
 	for (size_t i = 0; i < u->n; i++) {
-		struct pool *p = u->servers[i].pool;
+		struct pool *p = u->servers[i].pools[worker];
 		if (!p)
 			continue;
 		while (p->conns)
 			conn_free(p->conns, true);
 		ev_timer_stop(p->loop, &p->retry);
 		free(p);
-		u->servers[i].pool = NULL;
+		u->servers[i].pools[worker] = NULL;
 	}
 }

@@ -35,14 +35,16 @@ struct pool {
 	uint64_t taken, discarded;      /* counters */
 };
 
-/* Pools for every server of u with pool.size > 0 (server->pool set), and
- * start filling them. On a reload, `old` is the previous set: a server in
- * both takes over its pool (the warm connections stay); else NULL.
- * 0 or -ENOMEM. */
+/* Each worker (thread, loop) has its own pools: server->pools[worker].
+ * Pools for every server of u with pool.size > 0, and start filling them.
+ * On a reload, `old` is the previous set: a server in both takes over its
+ * pool (the warm connections stay); else NULL. Servers that already have
+ * a pool keep it. 0 or -ENOMEM. */
 int pool_start_all(struct ev_loop *loop, struct upstream *u,
-		   struct upstream *old);
-/* Close every warm connection of u's servers and free the pools. */
-void pool_stop_all(struct upstream *u);
+		   struct upstream *old, unsigned worker);
+/* Close every warm connection of u's servers (this worker's) and free the
+ * pools. */
+void pool_stop_all(struct upstream *u, unsigned worker);
 
 /* A ready, live connection to the server (fd ownership passes to the
  * caller; *is_mptcp tells its kind), or -1 when none is ready. Counts as a

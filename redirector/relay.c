@@ -7,15 +7,21 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* One read buffer for every flow of the loop: bytes are read into it and
- * sent on at once; only what the destination does not take is copied to a
- * per-direction buffer of exactly that size. */
-static char *scratch;
-static size_t scratch_size;
-static size_t buffered_total;
+/* One read buffer for every flow of the loop (so one per worker thread):
+ * bytes are read into it and sent on at once; only what the destination
+ * does not take is copied to a per-direction buffer of exactly that size. */
+static __thread char *scratch;
+static __thread size_t scratch_size;
+static size_t buffered_total; /* all threads: atomic */
 
 int relay_set_buffer_size(size_t size)
 {
+	if (!size) {
+		free(scratch);
+		scratch = NULL;
+		scratch_size = 0;
+		return 0;
+	}
 	char *p = realloc(scratch, size);
 	if (!p)
 		return -ENOMEM;
@@ -24,9 +30,14 @@ int relay_set_buffer_size(size_t size)
 	return 0;
 }
 
+void relay_thread_exit(void)
+{
+	relay_set_buffer_size(0);
+}
+
 size_t relay_buffered_bytes(void)
 {
-	return buffered_total;
+	return __atomic_load_n(&buffered_total, __ATOMIC_RELAXED);
 }
 
 static struct relay *relay_of(struct relay_dir *d)
@@ -40,14 +51,14 @@ static void set_pending(struct relay_dir *d, char *buf, uint32_t len)
 	d->buf = buf;
 	d->off = 0;
 	d->len = len;
-	buffered_total += len;
+	__atomic_add_fetch(&buffered_total, len, __ATOMIC_RELAXED);
 }
 
 static void drop_pending(struct relay_dir *d)
 {
 	if (!d->buf)
 		return;
-	buffered_total -= d->len;
+	__atomic_sub_fetch(&buffered_total, d->len, __ATOMIC_RELAXED);
 	free(d->buf);
 	d->buf = NULL;
 	d->off = d->len = 0;

@@ -57,9 +57,12 @@ int relay_start(struct ev_loop *loop, struct relay *r, int lan_fd, int up_fd,
 /* Stop all watchers and free the buffers (idempotent). */
 void relay_stop(struct ev_loop *loop, struct relay *r);
 
-/* Size of the read buffer shared by all flows; also the cap of what one
- * direction can hold pending. Set once at start (default 65536). */
+/* Size of the read buffer shared by all flows of the calling thread (each
+ * worker thread sets its own; 0 frees it); also the cap of what one
+ * direction can hold pending. Default 65536, allocated at first use. */
 int relay_set_buffer_size(size_t size);
+/* A worker thread ends: free its buffer. */
+void relay_thread_exit(void);
 
 /* Bytes held in pending buffers by all relays (for status and tests). */
 size_t relay_buffered_bytes(void);

@@ -5,6 +5,7 @@
 #include <linux/if_addr.h>
 #include <linux/if.h>
 #include <linux/rtnetlink.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,9 @@ struct rtmon {
 	rtmon_changed_fn *fn;
 	void *arg;
 	unsigned pending;           /* rtmon_what bits not reported yet */
+	/* written by the main thread only; the workers read it
+	 * (rtmon_is_local) under addr_lock */
+	pthread_rwlock_t addr_lock;
 	struct rtmon_addr *list;
 	size_t n, cap;
 	struct rtmon_link *links;
@@ -104,18 +108,22 @@ static bool apply_addr(struct rtmon *ia, const struct nlmsghdr *nlh)
 	if (!parse(nlh, &e))
 		return false;
 	size_t i = 0;
+	bool changed = false;
+	pthread_rwlock_wrlock(&ia->addr_lock);
 	while (i < ia->n && !same(&ia->list[i], &e))
 		i++;
 	if (nlh->nlmsg_type == RTM_DELADDR) {
-		if (i == ia->n)
-			return false;
-		ia->list[i] = ia->list[--ia->n];
-		return true;
+		if (i < ia->n) {
+			ia->list[i] = ia->list[--ia->n];
+			changed = true;
+		}
+	} else if (i == ia->n &&
+		   grow((void **)&ia->list, &ia->cap, ia->n, sizeof(e))) {
+		ia->list[ia->n++] = e;
+		changed = true;
 	}
-	if (i < ia->n || !grow((void **)&ia->list, &ia->cap, ia->n, sizeof(e)))
-		return false;
-	ia->list[ia->n++] = e;
-	return true;
+	pthread_rwlock_unlock(&ia->addr_lock);
+	return changed;
 }
 
 static int link_attr_cb(const struct nlattr *a, void *data)
@@ -260,7 +268,10 @@ static int dump(struct rtmon *ia)
 
 	if (!nl)
 		return -errno;
-	ia->n = ia->n_links = ia->n_routes = 0;
+	pthread_rwlock_wrlock(&ia->addr_lock);
+	ia->n = 0; /* (a worker finds no address until the dump ends) */
+	pthread_rwlock_unlock(&ia->addr_lock);
+	ia->n_links = ia->n_routes = 0;
 	for (size_t i = 0; i < sizeof(dumps) / sizeof(*dumps) && rc == 0; i++) {
 		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 		nlh->nlmsg_type = dumps[i].type;
@@ -334,6 +345,7 @@ struct rtmon *rtmon_open(struct ev_loop *loop, rtmon_changed_fn *fn,
 	struct rtmon *ia = calloc(1, sizeof(*ia));
 	if (!ia)
 		return NULL;
+	pthread_rwlock_init(&ia->addr_lock, NULL);
 	ia->loop = loop;
 	ia->fn = fn;
 	ia->arg = arg;
@@ -364,6 +376,7 @@ void rtmon_close(struct rtmon *ia)
 	}
 	if (ia->events)
 		mnl_socket_close(ia->events);
+	pthread_rwlock_destroy(&ia->addr_lock);
 	free(ia->list);
 	free(ia->links);
 	free(ia->routes);
@@ -420,10 +433,12 @@ bool rtmon_is_local(const struct rtmon *ia, const union sockaddr_any *a)
 				   ? (const void *)&a->in4.sin_addr
 				   : (const void *)&a->in6.sin6_addr;
 	size_t len = a->sa.sa_family == AF_INET ? 4 : 16;
+	bool local = false;
 
-	for (size_t i = 0; i < ia->n; i++)
-		if (ia->list[i].prefix.family == a->sa.sa_family &&
-		    memcmp(ia->list[i].prefix.addr, addr, len) == 0)
-			return true;
-	return false;
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&ia->addr_lock);
+	for (size_t i = 0; i < ia->n && !local; i++)
+		local = ia->list[i].prefix.family == a->sa.sa_family &&
+			memcmp(ia->list[i].prefix.addr, addr, len) == 0;
+	pthread_rwlock_unlock((pthread_rwlock_t *)&ia->addr_lock);
+	return local;
 }

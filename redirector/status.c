@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "capture.h"
 #include "config.h"
 #include "control.h"
 #include "daemon.h"
@@ -16,6 +15,7 @@
 #include "pool.h"
 #include "relay.h"
 #include "upstream.h"
+#include "worker.h"
 
 /* Subflows read per flow: MPTCP allows 8 at once; the kernel keeps a
  * closing one in its list a moment longer. */
@@ -50,52 +50,65 @@ static bool gone(const struct paths_subflow *sf)
 	return sf->local.sa.sa_family != AF_INET || !sf->local.in4.sin_addr.s_addr;
 }
 
-/* Add flow f's bytes per WAN (reading r) to wb: each subflow's to the WAN
- * of its local address; what the connection carried beyond its subflows
- * (those that closed: Linux 6.5+ counts the whole connection) to the WAN
- * of its first subflow. */
-static void wan_bytes_add(const struct linkmon *lm, const struct flow *f,
-			  const struct reading *r, uint64_t *sent,
-			  uint64_t *received)
+/* Flow f's bytes by local IPv4 address, from reading r: each subflow's;
+ * what the connection carried beyond its subflows (those that closed:
+ * Linux 6.5+ counts the whole connection) for its first subflow's
+ * address. Returns the number of credits in c (room: STATUS_SUBFLOWS + 1). */
+static size_t credits_of(const struct flow *f, const struct reading *r,
+			 struct wan_credit *c)
 {
 	uint64_t s = 0, rcv = 0;
+	size_t n = 0;
 
 	for (int i = 0; i < r->n; i++) {
 		if (gone(&r->sf[i]))
 			continue;
-		int w = linkmon_wan_of(lm, &r->sf[i].local);
-		if (w >= 0) {
-			sent[w] += r->sf[i].bytes_sent;
-			received[w] += r->sf[i].bytes_received;
-		}
+		c[n++] = (struct wan_credit){ r->sf[i].local.in4.sin_addr.s_addr,
+					      r->sf[i].bytes_sent,
+					      r->sf[i].bytes_received };
 		s += r->sf[i].bytes_sent;
 		rcv += r->sf[i].bytes_received;
 	}
-	union sockaddr_any first = { .in4 = { .sin_family = AF_INET } };
-	first.in4.sin_addr.s_addr = f->first_local4;
-	int w = f->first_local4 ? linkmon_wan_of(lm, &first) : -1;
-	if (r->info.bytes_known && w >= 0) {
-		if (r->info.bytes_sent > s)
-			sent[w] += r->info.bytes_sent - s;
-		if (r->info.bytes_received > rcv)
-			received[w] += r->info.bytes_received - rcv;
+	if (r->info.bytes_known && f->first_local4 &&
+	    (r->info.bytes_sent > s || r->info.bytes_received > rcv))
+		c[n++] = (struct wan_credit){
+			f->first_local4,
+			r->info.bytes_sent > s ? r->info.bytes_sent - s : 0,
+			r->info.bytes_received > rcv
+				? r->info.bytes_received - rcv : 0 };
+	return n;
+}
+
+/* The WAN a credit's address is on, or -1. */
+static int wan_of_credit(const struct linkmon *lm, const struct wan_credit *c)
+{
+	union sockaddr_any a = { .in4 = { .sin_family = AF_INET } };
+	a.in4.sin_addr.s_addr = c->addr4;
+	return linkmon_wan_of(lm, &a);
+}
+
+void status_credit_wans(struct linkmon *lm, const struct wan_credit *c,
+			size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int w = wan_of_credit(lm, &c[i]);
+		if (w >= 0)
+			linkmon_account(lm, w, c[i].sent, c[i].received);
 	}
 }
 
 void status_flow_end(struct flow *f)
 {
-	struct linkmon *lm = f->env->linkmon;
-	size_t n = linkmon_count(lm);
-
-	if (!n || !has_paths(f))
-		return;
+	struct flow_shared *sh = f->env->shared;
+	struct wan_credit c[STATUS_SUBFLOWS + 1];
 	struct reading r;
-	uint64_t sent[CONFIG_MAX_WANS] = { 0 }, received[CONFIG_MAX_WANS] = { 0 };
+
+	if (!sh->wans || !sh->credit || !has_paths(f))
+		return;
 	take_reading(f, &r);
-	wan_bytes_add(lm, f, &r, sent, received);
-	for (size_t i = 0; i < n; i++)
-		if (sent[i] || received[i])
-			linkmon_account(lm, (int)i, sent[i], received[i]);
+	size_t n = credits_of(f, &r, c);
+	if (n)
+		sh->credit(sh, f->env->worker, c, n);
 }
 
 /* ---- JSON helpers --------------------------------------------------------- */
@@ -153,9 +166,10 @@ static void put_time(struct json_object *o, const char *k, time_t t)
 
 /* ---- sections --------------------------------------------------------- */
 
-static struct json_object *flows_summary(const struct daemon *d)
+static struct json_object *flows_summary(const struct daemon *d,
+					 const struct worker_report *all)
 {
-	const struct flow_stats *st = &d->env.stats;
+	const struct flow_stats *st = &all->stats;
 	struct json_object *o = json_object_new_object();
 	struct json_object *ended = json_object_new_object();
 	struct json_object *refused = json_object_new_object();
@@ -169,17 +183,18 @@ static struct json_object *flows_summary(const struct daemon *d)
 	put_u64(refused, "max_flows", st->refused_full);
 	put_u64(refused, "no_original_destination", st->refused_origdst);
 	put_u64(refused, "no_descriptors", st->refused_nofd);
-	put_u64(o, "now", d->env.nflows);
-	put_u64(o, "total", n_ended + d->env.nflows);
-	put_u64(o, "max", d->env.ups->cfg->max_flows);
+	put_u64(o, "now", all->nflows);
+	put_u64(o, "total", n_ended + all->nflows);
+	put_u64(o, "max", d->ups->cfg->max_flows);
+	put_u64(o, "workers", d->n_workers);
 	put(o, "ended", ended);
 	put(o, "refused", refused);
 	return o;
 }
 
-static const char *pipelining_name(const struct upstream_server *s)
+static const char *pipelining_name(enum upstream_pipelining p)
 {
-	switch (s->st->pipelining) {
+	switch (p) {
 	case UPSTREAM_PIPE_YES: return "works";
 	case UPSTREAM_PIPE_NO: return "refused";
 	default: return "unknown";
@@ -188,42 +203,46 @@ static const char *pipelining_name(const struct upstream_server *s)
 
 static struct json_object *server_json(const struct upstream *u,
 				       const struct upstream_server *s,
-				       double now)
+				       const struct pool_figures *pf,
+				       unsigned n_workers, double now)
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *conns = json_object_new_object();
 	const struct config_server *c = s->cfg;
+	struct upstream_state st;
+
+	upstream_state_get(s, &st);
 
 	put_str(o, "address", c->address);
 	put_u64(o, "port", c->port);
 	put_ip(o, "resolved", s->resolved, &s->addr);
 	put_bool(o, "auth", c->username != NULL);
 	put_str(o, "health", !s->resolved ? "unresolved"
-			     : s->st->backoff_until > now ? "backing_off"
-			     : s->st->consecutive_failures ? "failing" : "ok");
-	put_ms3(o, "backoff_left_s", s->st->backoff_until > now
-					      ? s->st->backoff_until - now : 0);
-	put_u64(o, "flows", s->st->flows);
-	put_u64(o, "failures", s->st->failures);
-	put_u64(o, "failures_in_a_row", s->st->consecutive_failures);
-	put_u64(conns, "mptcp", s->st->n_mptcp);
-	put_u64(conns, "tcp_fallback", s->st->n_fallback);
-	put_u64(conns, "tcp", s->st->n_tcp);
+			     : st.backoff_until > now ? "backing_off"
+			     : st.consecutive_failures ? "failing" : "ok");
+	put_ms3(o, "backoff_left_s", st.backoff_until > now
+					      ? st.backoff_until - now : 0);
+	put_u64(o, "flows", st.flows);
+	put_u64(o, "failures", st.failures);
+	put_u64(o, "failures_in_a_row", st.consecutive_failures);
+	put_u64(conns, "mptcp", st.n_mptcp);
+	put_u64(conns, "tcp_fallback", st.n_fallback);
+	put_u64(conns, "tcp", st.n_tcp);
 	put(o, "connections", conns);
 	put_str(o, "pipeline", config_mode_name(c->pipeline));
-	put_str(o, "pipelining", pipelining_name(s));
+	put_str(o, "pipelining", pipelining_name(st.pipelining));
 	put_bool(o, "pipelined", c->pipeline == CONFIG_ON ||
 				 (c->pipeline == CONFIG_AUTO &&
-				  s->st->pipelining != UPSTREAM_PIPE_NO));
+				  st.pipelining != UPSTREAM_PIPE_NO));
 	put_bool(o, "fast_open", upstream_fast_open(u));
-	put_u64(o, "fast_open_accepted", s->st->n_fast_open);
-	if (s->pool) {
+	put_u64(o, "fast_open_accepted", st.n_fast_open);
+	if (pf->has) {
 		struct json_object *p = json_object_new_object();
-		put_u64(p, "size", u->cfg->pool_size);
-		put_u64(p, "ready", s->pool->n_ready);
-		put_u64(p, "opening", s->pool->n - s->pool->n_ready);
-		put_u64(p, "taken", s->pool->taken);
-		put_u64(p, "discarded", s->pool->discarded);
+		put_u64(p, "size", u->cfg->pool_size * n_workers);
+		put_u64(p, "ready", pf->ready);
+		put_u64(p, "opening", pf->opening);
+		put_u64(p, "taken", pf->taken);
+		put_u64(p, "discarded", pf->discarded);
 		put(o, "pool", p);
 	} else {
 		put(o, "pool", NULL);
@@ -255,10 +274,9 @@ static struct json_object *subflow_json(const struct paths_subflow *sf,
 	return o;
 }
 
-static struct json_object *flow_json(const struct daemon *d,
-				     const struct flow *f,
+static struct json_object *flow_json(const struct flow *f,
 				     const struct reading *r,
-				     const char **wans)
+				     const struct linkmon *lm, double now)
 {
 	struct json_object *o = json_object_new_object();
 	put_u64(o, "id", f->id);
@@ -266,7 +284,7 @@ static struct json_object *flow_json(const struct daemon *d,
 	put_addr(o, "destination", &f->dst);
 	put_str(o, "server", f->up_fd >= 0 && f->server ? f->server->name : NULL);
 	put_str(o, "state", flow_state_name(f));
-	put_ms3(o, "age_s", ev_now(d->loop) - f->started);
+	put_ms3(o, "age_s", now - f->started);
 	put_u64(o, "bytes_up", f->relay.dir[RELAY_LAN].bytes);
 	put_u64(o, "bytes_down", f->relay.dir[RELAY_UP].bytes);
 	put_str(o, "transport", f->state == FLOW_RELAYING
@@ -276,39 +294,98 @@ static struct json_object *flow_json(const struct daemon *d,
 	for (int i = 0; r && i < r->n; i++) {
 		if (gone(&r->sf[i]))
 			continue;
-		int w = linkmon_wan_of(d->env.linkmon, &r->sf[i].local);
+		struct linkmon_wan_status ws;
+		int w = linkmon_wan_of(lm, &r->sf[i].local);
+		if (w >= 0)
+			linkmon_wan_status(lm, (size_t)w, &ws);
 		json_object_array_add(arr, subflow_json(&r->sf[i],
-							w >= 0 ? wans[w] : NULL));
+							w >= 0 ? ws.interface
+							       : NULL));
 	}
 	put(o, "subflows", arr);
 	return o;
 }
 
-/* Read every relaying flow's paths, add them to the per-WAN bytes, and
- * list up to `limit` flows (newest first) in `list` when it is not NULL. */
-static void walk_flows(struct daemon *d, uint64_t *sent, uint64_t *received,
-		       const char **wans, struct json_object *list,
-		       unsigned limit, uint64_t *up, uint64_t *down)
+void status_worker_report(const struct flow_env *env, struct worker_report *rep)
 {
-	struct linkmon *lm = d->env.linkmon;
+	const struct linkmon *lm = rep->linkmon;
+	double now = ev_time();
 	unsigned listed = 0;
 	struct reading r;
+	struct wan_credit c[STATUS_SUBFLOWS + 1];
 
-	for (struct flow *f = d->env.flows; f; f = f->next) {
-		*up += f->relay.dir[RELAY_LAN].bytes;
-		*down += f->relay.dir[RELAY_UP].bytes;
-		bool listing = list && (!limit || listed < limit);
+	rep->nflows = env->nflows;
+	rep->stats = env->stats;
+	rep->flows = rep->list_flows ? json_object_new_array() : NULL;
+	for (const struct flow *f = env->flows; f; f = f->next) {
+		rep->live_up += f->relay.dir[RELAY_LAN].bytes;
+		rep->live_down += f->relay.dir[RELAY_UP].bytes;
+		bool listing = rep->flows && (!rep->limit || listed < rep->limit);
 		bool read = has_paths(f) && (linkmon_count(lm) || listing);
 		if (read) {
 			take_reading(f, &r);
-			wan_bytes_add(lm, f, &r, sent, received);
+			size_t n = credits_of(f, &r, c);
+			for (size_t i = 0; i < n; i++) {
+				int w = wan_of_credit(lm, &c[i]);
+				if (w >= 0) {
+					rep->wan_sent[w] += c[i].sent;
+					rep->wan_received[w] += c[i].received;
+				}
+			}
 		}
 		if (listing) {
-			json_object_array_add(list, flow_json(d, f, read ? &r
-								  : NULL, wans));
+			json_object_array_add(rep->flows, flow_json(
+				f, read ? &r : NULL, lm, now));
 			listed++;
 		}
 	}
+	/* this worker's warm connections to the servers of the set asked */
+	for (size_t i = 0; env->ups == rep->ups && i < rep->ups->n; i++) {
+		const struct pool *p = rep->ups->servers[i].pools[env->worker];
+		struct pool_figures *pf = &rep->pools[i];
+		if (!p)
+			continue;
+		pf->has = true;
+		pf->ready = p->n_ready;
+		pf->opening = p->n - p->n_ready;
+		pf->taken = p->taken;
+		pf->discarded = p->discarded;
+	}
+}
+
+/* Newest flows first: by id, descending. */
+static int by_id_desc(const void *a, const void *b)
+{
+	uint64_t x = json_object_get_uint64(json_object_object_get(
+		*(struct json_object *const *)a, "id"));
+	uint64_t y = json_object_get_uint64(json_object_object_get(
+		*(struct json_object *const *)b, "id"));
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The workers' flow lists as one, newest first, at most limit (0: all).
+ * Takes the lists. */
+static struct json_object *merge_flows(struct worker_report *reps, unsigned n,
+				       unsigned limit)
+{
+	size_t total = 0, k = 0;
+	for (unsigned i = 0; i < n; i++)
+		total += reps[i].flows ? json_object_array_length(reps[i].flows)
+				       : 0;
+	struct json_object **all = calloc(total ? total : 1, sizeof(*all));
+	struct json_object *list = json_object_new_array();
+	for (unsigned i = 0; all && i < n; i++)
+		for (size_t j = 0; reps[i].flows &&
+				   j < json_object_array_length(reps[i].flows); j++)
+			all[k++] = json_object_array_get_idx(reps[i].flows, j);
+	if (all)
+		qsort(all, k, sizeof(*all), by_id_desc);
+	for (size_t i = 0; all && i < k && (!limit || i < limit); i++)
+		json_object_array_add(list, json_object_get(all[i]));
+	free(all);
+	for (unsigned i = 0; i < n; i++)
+		json_object_put(reps[i].flows);
+	return list;
 }
 
 static struct json_object *wan_json(const struct linkmon_wan_status *w,
@@ -339,21 +416,55 @@ static struct json_object *wan_json(const struct linkmon_wan_status *w,
 
 struct json_object *status_json(struct daemon *d, bool flows, unsigned limit)
 {
-	const struct upstream *u = d->env.ups;
-	struct linkmon *lm = d->env.linkmon;
+	const struct upstream *u = d->ups;
+	struct linkmon *lm = d->linkmon;
 	double now = ev_now(d->loop);
 	size_t n_wans = linkmon_count(lm);
 	struct linkmon_wan_status ws[CONFIG_MAX_WANS];
-	const char *wan_names[CONFIG_MAX_WANS];
-	uint64_t sent[CONFIG_MAX_WANS] = { 0 }, received[CONFIG_MAX_WANS] = { 0 };
+	struct worker_report reps[CONFIG_MAX_WORKERS], all = { 0 };
+	struct pool_figures *pools = calloc(u->n * (d->n_workers + 1),
+					    sizeof(*pools));
 	struct json_object *o = json_object_new_object();
 
-	if (!o)
+	if (!o || !pools) {
+		free(pools);
+		json_object_put(o);
 		return NULL;
-	for (size_t i = 0; i < n_wans; i++) {
-		linkmon_wan_status(lm, i, &ws[i]);
-		wan_names[i] = ws[i].interface;
 	}
+	/* every worker's figures (the others pause the main loop a moment) */
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		reps[i] = (struct worker_report){
+			.list_flows = flows, .limit = limit, .linkmon = lm,
+			.ups = u, .pools = pools + (i + 1) * u->n };
+		worker_report(d->workers[i], &reps[i]);
+		const struct worker_report *r = &reps[i];
+		all.nflows += r->nflows;
+		all.live_up += r->live_up;
+		all.live_down += r->live_down;
+		for (size_t w = 0; w < n_wans; w++) {
+			all.wan_sent[w] += r->wan_sent[w];
+			all.wan_received[w] += r->wan_received[w];
+		}
+		/* (struct flow_stats is counters only) */
+		_Static_assert(sizeof(struct flow_stats) % sizeof(uint64_t) == 0,
+			       "flow_stats holds uint64_t counters only");
+		const uint64_t *src = (const uint64_t *)&r->stats;
+		uint64_t *dst = (uint64_t *)&all.stats;
+		for (size_t k = 0; k < sizeof(all.stats) / sizeof(uint64_t); k++)
+			dst[k] += src[k];
+		for (size_t k = 0; k < u->n; k++) {
+			struct pool_figures *sum = &pools[k];
+			const struct pool_figures *pf = &r->pools[k];
+			sum->has |= pf->has;
+			sum->ready += pf->ready;
+			sum->opening += pf->opening;
+			sum->taken += pf->taken;
+			sum->discarded += pf->discarded;
+		}
+	}
+	for (size_t i = 0; i < n_wans; i++)
+		linkmon_wan_status(lm, i, &ws[i]);
+
 	put_bool(o, "ok", true);
 	put_str(o, "version", MPREDIR_VERSION);
 	put_u64(o, "pid", (uint64_t)getpid());
@@ -367,27 +478,26 @@ struct json_object *status_json(struct daemon *d, bool flows, unsigned limit)
 	put_str(cfg, "control_socket", d->control ? control_path(d->control)
 						  : NULL);
 	put(o, "config", cfg);
-
-	struct json_object *list = flows ? json_object_new_array() : NULL;
-	uint64_t up = d->env.stats.bytes_up, down = d->env.stats.bytes_down;
-	walk_flows(d, sent, received, wan_names, list, limit, &up, &down);
-	put(o, "flows", flows_summary(d));
+	put(o, "flows", flows_summary(d, &all));
 	struct json_object *bytes = json_object_new_object();
-	put_u64(bytes, "up", up);
-	put_u64(bytes, "down", down);
+	put_u64(bytes, "up", all.stats.bytes_up + all.live_up);
+	put_u64(bytes, "down", all.stats.bytes_down + all.live_down);
 	put_u64(bytes, "buffered", relay_buffered_bytes());
 	put(o, "bytes", bytes);
 
 	struct json_object *servers = json_object_new_array();
 	for (size_t i = 0; i < u->n; i++)
-		json_object_array_add(servers, server_json(u, &u->servers[i], now));
+		json_object_array_add(servers, server_json(u, &u->servers[i],
+							   &pools[i],
+							   d->n_workers, now));
 	put(o, "servers", servers);
 	struct json_object *wans = json_object_new_array();
 	for (size_t i = 0; i < n_wans; i++)
-		json_object_array_add(wans, wan_json(&ws[i], sent[i],
-						     received[i], now));
+		json_object_array_add(wans, wan_json(&ws[i], all.wan_sent[i],
+						     all.wan_received[i], now));
 	put(o, "wans", wans);
-	if (list)
-		put(o, "flow_list", list);
+	if (flows)
+		put(o, "flow_list", merge_flows(reps, d->n_workers, limit));
+	free(pools);
 	return o;
 }

@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct daemon;
 struct flow;
@@ -20,7 +21,18 @@ struct flow;
  * (newest first; 0 = all). NULL on allocation failure. */
 struct json_object *status_json(struct daemon *d, bool flows, unsigned limit);
 
-/* The flow ends: its subflows' bytes go to their WANs (linkmon_account). */
+/* The flow ends: its bytes by local address go to flow_shared's credit
+ * (when there are WANs), in the flow's thread. */
 void status_flow_end(struct flow *f);
+/* On the main thread: credits to the WANs (linkmon_account). */
+struct linkmon;
+struct wan_credit;
+void status_credit_wans(struct linkmon *lm, const struct wan_credit *c,
+			size_t n);
+/* One worker's part of a status answer, in its thread (worker.h). */
+struct flow_env;
+struct worker_report;
+void status_worker_report(const struct flow_env *env,
+			  struct worker_report *rep);
 
 #endif

@@ -71,6 +71,7 @@ struct upstream *upstream_new(struct config *cfg)
 			return NULL;
 		}
 		s->st->refs = 1;
+		pthread_mutex_init(&s->st->lock, NULL);
 		s->cfg = &cfg->servers[i];
 		s->resolved = resolve(s) == 0;
 	}
@@ -79,19 +80,56 @@ struct upstream *upstream_new(struct config *cfg)
 
 static void state_unref(struct upstream_state *st)
 {
-	if (st && !--st->refs)
+	if (st && !__atomic_sub_fetch(&st->refs, 1, __ATOMIC_ACQ_REL)) {
+		pthread_mutex_destroy(&st->lock);
 		free(st);
+	}
+}
+
+#define LOCK(s) pthread_mutex_lock(&(s)->st->lock)
+#define UNLOCK(s) pthread_mutex_unlock(&(s)->st->lock)
+
+void upstream_state_get(const struct upstream_server *s,
+			struct upstream_state *out)
+{
+	LOCK(s);
+	*out = *s->st;
+	UNLOCK(s);
+}
+
+double upstream_backoff_until(const struct upstream_server *s)
+{
+	LOCK(s);
+	double t = s->st->backoff_until;
+	UNLOCK(s);
+	return t;
+}
+
+enum upstream_pipelining upstream_pipelining(const struct upstream_server *s)
+{
+	LOCK(s);
+	enum upstream_pipelining p = s->st->pipelining;
+	UNLOCK(s);
+	return p;
+}
+
+void upstream_pipelining_unsure(struct upstream_server *s)
+{
+	LOCK(s);
+	if (s->st->pipelining == UPSTREAM_PIPE_YES)
+		s->st->pipelining = UPSTREAM_PIPE_UNKNOWN;
+	UNLOCK(s);
 }
 
 struct upstream *upstream_ref(struct upstream *u)
 {
-	u->refs++;
+	__atomic_add_fetch(&u->refs, 1, __ATOMIC_RELAXED);
 	return u;
 }
 
 void upstream_unref(struct upstream *u)
 {
-	if (!u || --u->refs)
+	if (!u || __atomic_sub_fetch(&u->refs, 1, __ATOMIC_ACQ_REL))
 		return;
 	for (size_t i = 0; i < u->n; i++)
 		state_unref(u->servers[i].st);
@@ -108,7 +146,7 @@ struct upstream_server *upstream_next(struct upstream *u, size_t *pos,
 	while (*pos < 2 * u->n) {
 		size_t i = (*pos)++;
 		struct upstream_server *s = &u->servers[i % u->n];
-		bool backing_off = s->st->backoff_until > now;
+		bool backing_off = upstream_backoff_until(s) > now;
 		if (s->resolved && backing_off == (i >= u->n))
 			return s;
 	}
@@ -145,32 +183,42 @@ void upstream_carry_over(struct upstream *u, const struct upstream *old)
 			continue;
 		state_unref(s->st);
 		s->st = o->st;
-		s->st->refs++;
+		__atomic_add_fetch(&s->st->refs, 1, __ATOMIC_RELAXED);
 	}
 }
 
 void upstream_report(struct upstream *u, struct upstream_server *s, bool ok,
 		     double now)
 {
+	struct upstream_state *st = s->st;
+	bool was_off, off = false;
+	unsigned in_a_row;
+	double backoff = 0;
+
+	LOCK(s);
 	if (ok) {
-		if (s->st->backoff_until)
+		was_off = st->backoff_until != 0;
+		st->consecutive_failures = 0;
+		st->backoff_until = 0;
+		UNLOCK(s);
+		if (was_off)
 			log_info("server %s: working again", s->name);
-		s->st->consecutive_failures = 0;
-		s->st->backoff_until = 0;
 		return;
 	}
-	s->st->failures++;
-	if (++s->st->consecutive_failures < 2)
-		return;
-	double backoff = 1 << (s->st->consecutive_failures < 12
-				       ? s->st->consecutive_failures - 2 : 10);
-	if (backoff > u->cfg->server_backoff_s)
-		backoff = u->cfg->server_backoff_s;
-	s->st->backoff_until = now + backoff;
-	log_warn("server %s: %u failures in a row, skipped for %.0f s",
-		 s->name, s->st->consecutive_failures, backoff);
+	st->failures++;
+	in_a_row = ++st->consecutive_failures;
+	if (in_a_row >= 2) {
+		backoff = 1 << (in_a_row < 12 ? in_a_row - 2 : 10);
+		if (backoff > u->cfg->server_backoff_s)
+			backoff = u->cfg->server_backoff_s;
+		st->backoff_until = now + backoff;
+		off = true;
+	}
+	UNLOCK(s);
+	if (off)
+		log_warn("server %s: %u failures in a row, skipped for %.0f s",
+			 s->name, in_a_row, backoff);
 }
-
 
 static int open_socket(int family, bool want_mptcp, bool *is_mptcp)
 {
@@ -214,33 +262,37 @@ bool upstream_pipeline(struct upstream_server *s, double now)
 		break;
 	}
 	struct upstream_state *st = s->st;
+	LOCK(s);
 	if (st->pipelining == UPSTREAM_PIPE_NO && now >= st->pipelining_recheck)
 		st->pipelining = UPSTREAM_PIPE_UNKNOWN;
-	return st->pipelining != UPSTREAM_PIPE_NO;
+	bool yes = st->pipelining != UPSTREAM_PIPE_NO;
+	UNLOCK(s);
+	return yes;
 }
 
 bool upstream_pipeline_proven(const struct upstream_server *s)
 {
 	return s->cfg->pipeline == CONFIG_ON ||
 	       (s->cfg->pipeline == CONFIG_AUTO &&
-		s->st->pipelining == UPSTREAM_PIPE_YES);
+		upstream_pipelining(s) == UPSTREAM_PIPE_YES);
 }
 
 void upstream_pipelining_learned(struct upstream_server *s, bool works,
 				 double now)
 {
-	if (works) {
-		if (s->st->pipelining != UPSTREAM_PIPE_YES)
-			log_info("server %s takes a pipelined SOCKS handshake",
-				 s->name);
-		s->st->pipelining = UPSTREAM_PIPE_YES;
-		return;
-	}
-	log_info("server %s does not answer a pipelined SOCKS handshake: "
-		 "step by step with it, checked again in %d s", s->name,
-		 UPSTREAM_PIPE_RECHECK_S);
-	s->st->pipelining = UPSTREAM_PIPE_NO;
-	s->st->pipelining_recheck = now + UPSTREAM_PIPE_RECHECK_S;
+	LOCK(s);
+	bool news = s->st->pipelining != (works ? UPSTREAM_PIPE_YES
+						: UPSTREAM_PIPE_NO);
+	s->st->pipelining = works ? UPSTREAM_PIPE_YES : UPSTREAM_PIPE_NO;
+	if (!works)
+		s->st->pipelining_recheck = now + UPSTREAM_PIPE_RECHECK_S;
+	UNLOCK(s);
+	if (works && news)
+		log_info("server %s takes a pipelined SOCKS handshake", s->name);
+	else if (!works)
+		log_info("server %s does not answer a pipelined SOCKS handshake: "
+			 "step by step with it, checked again in %d s", s->name,
+			 UPSTREAM_PIPE_RECHECK_S);
 }
 
 bool upstream_fast_open(const struct upstream *u)

@@ -5,6 +5,7 @@
 #ifndef MPREDIR_UPSTREAM_H
 #define MPREDIR_UPSTREAM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +26,8 @@ struct pool;
  * entries in successive sets (upstream_carry_over): flows still using an
  * old set after a reload update the same figures. */
 struct upstream_state {
-	unsigned refs;
+	pthread_mutex_t lock;          /* the workers share it */
+	unsigned refs;                 /* atomic */
 	enum upstream_pipelining pipelining;
 	double pipelining_recheck;     /* when NO becomes UNKNOWN again */
 	unsigned consecutive_failures;
@@ -36,9 +38,14 @@ struct upstream_state {
 	uint64_t n_fast_open;          /* of those: data in the SYN accepted */
 };
 
+/* Counters of upstream_state: atomic, no lock. */
+#define UPSTREAM_COUNT(s, field) \
+	__atomic_fetch_add(&(s)->st->field, 1, __ATOMIC_RELAXED)
+
 struct upstream_server {
 	const struct config_server *cfg;
-	struct pool *pool;             /* warm connections, NULL without */
+	struct pool *pools[CONFIG_MAX_WORKERS]; /* warm connections, per worker;
+						 * NULL without */
 	struct upstream_state *st;
 	union sockaddr_any addr;
 	bool resolved;
@@ -51,7 +58,7 @@ struct upstream {
 	struct config *cfg; /* owned: freed with the set */
 	struct upstream_server *servers;
 	size_t n;
-	unsigned refs;
+	unsigned refs;      /* atomic: the workers take references */
 };
 
 /* Takes ownership of cfg. Resolves host names (blocking getaddrinfo; done at
@@ -101,6 +108,16 @@ bool upstream_pipeline_proven(const struct upstream_server *s);
 /* Outcome of a pipelined handshake whose replies were watched. */
 void upstream_pipelining_learned(struct upstream_server *s, bool works,
 				 double now);
+
+/* A consistent copy of s's state (for status). */
+void upstream_state_get(const struct upstream_server *s,
+			struct upstream_state *out);
+/* When s's back-off ends (0: not backing off). */
+double upstream_backoff_until(const struct upstream_server *s);
+/* What is known of s's pipelining; upstream_pipelining_unsure: a flow
+ * that relied on it found nothing (YES becomes UNKNOWN again). */
+enum upstream_pipelining upstream_pipelining(const struct upstream_server *s);
+void upstream_pipelining_unsure(struct upstream_server *s);
 
 /* Whether new upstream sockets should use TCP Fast Open: "on"; "auto" only
  * where the socket will be plain TCP (MPTCP off or refused by the kernel):

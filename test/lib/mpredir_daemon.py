@@ -144,11 +144,19 @@ class Mpredir:
         given); return the CompletedProcess (text)."""
         argv = [self.binary] + list(args) + [
             "--socket", sock or self.control_socket]
+        env = None
         if user is not None:
             argv = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user,
                     "--clear-groups"] + argv
+            # a temp dir the user may write (valgrind needs one; /tmp
+            # may be root's only)
+            tmp = os.path.join(self.topo.workdir, "tmp-any")
+            os.makedirs(tmp, exist_ok=True)
+            os.chmod(tmp, 0o1777)
+            env = dict(os.environ, TMPDIR=tmp)
         return subprocess.run(argv, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL,
+                              env=env)
 
     def status(self, flows=False, limit=None):
         """`mpredir status --json` as a dict (MpredirError if it fails)."""

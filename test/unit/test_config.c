@@ -807,6 +807,29 @@ static void test_relay(void)
 		"relay.buffer_size: expected an integer, got 65536.0");
 }
 
+static void test_workers(void)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = parse("{" SRV "}", &errs);
+	CHECK(cfg && cfg->workers == 0); /* auto */
+	config_free(cfg);
+	cfg = parse("{" SRV ",'relay':{'workers':3}}", &errs);
+	CHECK(cfg && cfg->workers == 3);
+	config_free(cfg);
+	cfg = parse("{" SRV ",'relay':{'workers':'auto'}}", &errs);
+	CHECK(cfg && cfg->workers == 0);
+	config_free(cfg);
+	config_errors_free(&errs);
+	REJECTS(WITH("'relay':{'workers':0}"),
+		"relay.workers: 0 is out of range (1-16)");
+	REJECTS(WITH("'relay':{'workers':17}"),
+		"relay.workers: 17 is out of range (1-16)");
+	REJECTS(WITH("'relay':{'workers':'all'}"),
+		"relay.workers: expected \"auto\" or a number of workers (1-16)");
+	REJECTS(WITH("'relay':{'workers':true}"),
+		"relay.workers: expected \"auto\" or a number of workers (1-16)");
+}
+
 static void test_log(void)
 {
 	REJECTS(WITH("'log':'debug'"), "log: expected an object, got string");
@@ -1216,6 +1239,7 @@ int main(void)
 	test_relay();
 	test_log();
 	test_control();
+	test_workers();
 	test_top();
 	test_many_errors();
 	test_duplicates();
