@@ -70,6 +70,8 @@ static void client_free(struct client *cl)
 	free(cl);
 	if (c->closing && !c->clients)
 		free(c);
+	else if (!c->closing && !ev_is_active(&c->accept_io))
+		ev_io_start(c->loop, &c->accept_io); /* room again */
 }
 
 /* Send the answer's text, then its newline; free the client once done. */
@@ -230,6 +232,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	struct control *c = w->data;
 
 	for (;;) {
+		if (c->n_clients >= CONTROL_MAX_CLIENTS) {
+			/* the rest wait in the backlog until one is done */
+			ev_io_stop(loop, &c->accept_io);
+			return;
+		}
 		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -245,8 +252,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 				    "control: refusing a client with uid %d "
 				    "(root only)", (int)uid);
 		struct client *cl;
-		if (c->n_clients >= CONTROL_MAX_CLIENTS ||
-		    !(cl = calloc(1, sizeof(*cl)))) {
+		if (!(cl = calloc(1, sizeof(*cl)))) {
 			close(fd);
 			continue;
 		}

@@ -6,7 +6,8 @@
  * whose SO_PEERCRED uid is not 0 is answered with an error and closed
  * whatever the file's mode. A client that sends nothing valid within
  * CONTROL_TIMEOUT_S or more than CONTROL_MAX_REQUEST bytes gets an error;
- * at most CONTROL_MAX_CLIENTS are served at once (more are closed). */
+ * at most CONTROL_MAX_CLIENTS are served at once (more wait in the
+ * listen backlog). */
 #ifndef MPREDIR_CONTROL_H
 #define MPREDIR_CONTROL_H
 

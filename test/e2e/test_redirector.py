@@ -9,6 +9,7 @@ without user/password), to a real web server.
 (the full drawing is in test/lib/topo.py)
 """
 
+import concurrent.futures
 import os
 import re
 import signal
@@ -386,3 +387,48 @@ def test_black_holed_server_connect_timeout_fails_over(topology, socks,
         assert "connect: timed out" in m.log()
     finally:
         topology.run("srv", "nft delete table inet bh")
+
+
+# ------------------------------------------------------------- workers
+def test_workers_share_the_flows(topology, socks, mpredir):
+    """relay.workers 4: four threads, each with a listener on the port;
+    40 concurrent downloads all arrive intact, `mpredir status` lists every
+    open flow whichever worker carries it, and a reload reaches them all
+    (new flows use the new server)."""
+    t = topology
+    m = mpredir(servers=[socks["dante-none"]], relay={"workers": 4})
+    tasks = os.listdir("/proc/%d/task" % m.pid)
+    assert len(tasks) >= 4, tasks
+    st = m.status()
+    assert st["flows"]["workers"] == 4
+    assert st["servers"][0]["pool"]["size"] == 2 * 4
+
+    n, size = 40, 2 * MiB
+    t.shape_wan(rate_mbit=50)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            procs = [pool.submit(clients.fetch, t, "lan", clients.bytes_url(
+                T.DST4 if i % 2 else T.DST6, size)) for i in range(n)]
+            t.wait_until(lambda: m.status()["flows"]["now"] >= n // 2,
+                         timeout=15, what="downloads relaying")
+            st = m.status(flows=True, limit=0)
+            assert len(st["flow_list"]) == st["flows"]["now"], st["flows"]
+            ids = [f["id"] for f in st["flow_list"]]
+            assert ids == sorted(ids, reverse=True), ids
+            assert len(set(ids)) == len(ids), ids
+            results = [p.result() for p in procs]
+    finally:
+        t.unshape_wan()
+    assert all(r.ok(size) for r in results), [r for r in results
+                                              if not r.ok(size)][:3]
+    st = m.status()
+    assert st["flows"]["ended"]["done"] >= n, st["flows"]
+
+    cfg = dict(m.config, servers=[socks["micro-none"].server_config()])
+    r = m.reload(cfg)
+    assert r.returncode == 0, r.stderr
+    for _ in range(8):
+        g = clients.fetch(t, "lan", clients.bytes_url(T.DST4, 1000))
+        assert g.ok(1000), g
+    srv = m.status()["servers"]
+    assert [s["port"] for s in srv] == [1082] and srv[0]["flows"] >= 8, srv

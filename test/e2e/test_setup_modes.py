@@ -76,11 +76,12 @@ def fastopen_server(topology):
 
 
 def is_reset(r):
-    """curl saw a reset: during the exchange (56), or so early that its
-    connect() failed (7) — e.g. the warm pool already found the password
-    wrong and the server is backing off, so the flow is reset at once."""
+    """curl saw a reset: during the exchange (56, or 55 while it was still
+    sending its request), or so early that its connect() failed (7) — e.g.
+    the warm pool already found the password wrong and the server is
+    backing off, so the flow is reset at once."""
     err = r.stderr.lower()
-    return (r.rc == 56 and "reset" in err) or \
+    return (r.rc in (55, 56) and "reset" in err) or \
         (r.rc == 7 and "couldn't connect" in err)
 
 
