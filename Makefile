@@ -41,7 +41,7 @@ BUILD := build
 Q := $(if $(V),,@)
 
 .PHONY: all clean install test test-unit test-e2e test-asan check deps demo \
-        bench bench-setup asan test-unit-asan test-e2e-asan test-valgrind tools
+        bench bench-setup bench-perf asan test-unit-asan test-e2e-asan test-valgrind tools
 all: redirector/mpredir
 
 # --- plain build --------------------------------------------------------
@@ -119,13 +119,19 @@ deps:
 demo: deps all
 	$(PYTHON) scripts/demo.py
 
-bench: deps all tools
+# Every benchmark (doc/benchmarks.md, one section each; about 15 minutes).
+bench: deps all tools bench-setup bench-perf
 	$(PYTHON) test/bench/bench.py
 
 # Time to first byte per connection setup mode (doc/benchmarks.md, section
 # between the bench-setup markers, and doc/bench-setup.png).
 bench-setup: deps all tools
 	$(PYTHON) test/bench/bench_setup.py
+
+# mpredir, redsocks, shadowsocks and direct routing side by side (section
+# between the bench-perf markers, and doc/bench-perf.png).
+bench-perf: deps all tools
+	$(PYTHON) test/bench/bench_perf.py
 
 install: redirector/mpredir
 	install -D -m 0755 redirector/mpredir $(DESTDIR)$(PREFIX)/sbin/mpredir

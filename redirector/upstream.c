@@ -17,7 +17,8 @@
 #define IPPROTO_MPTCP 262
 #endif
 
-/* Set once the kernel refused an MPTCP socket; cleared when it takes one. */
+/* Set once the kernel refused an MPTCP socket; cleared when it takes one
+ * (any worker: atomic, so that it is logged once). */
 static bool mptcp_refused_logged;
 
 static int resolve(struct upstream_server *s)
@@ -227,20 +228,21 @@ static int open_socket(int family, bool want_mptcp, bool *is_mptcp)
 	if (want_mptcp) {
 		int fd = socket(family, type, IPPROTO_MPTCP);
 		if (fd >= 0) {
-			if (mptcp_refused_logged)
+			if (__atomic_exchange_n(&mptcp_refused_logged, false,
+						__ATOMIC_RELAXED))
 				log_info("MPTCP available again");
-			mptcp_refused_logged = false;
 			*is_mptcp = true;
 			return fd;
 		}
 		if (errno != EPROTONOSUPPORT && errno != ENOPROTOOPT &&
 		    errno != EINVAL && errno != EAFNOSUPPORT)
 			return -1;
-		if (!mptcp_refused_logged)
+		int err = errno;
+		if (!__atomic_exchange_n(&mptcp_refused_logged, true,
+					 __ATOMIC_RELAXED))
 			log_warn("kernel refuses MPTCP sockets (%s; is "
 				 "net.mptcp.enabled=1?): using plain TCP",
-				 strerror(errno));
-		mptcp_refused_logged = true;
+				 strerror(err));
 	}
 	*is_mptcp = false;
 	return socket(family, type, IPPROTO_TCP);

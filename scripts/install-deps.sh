@@ -12,8 +12,8 @@ PACKAGES=(
 	# end-to-end tests
 	dante-server microsocks mptcpize curl iperf3 nftables iptables iproute2
 	python3 python3-pytest procps passwd util-linux valgrind
-	# benchmarks (make bench-setup)
-	redsocks python3-matplotlib
+	# benchmarks (make bench: bench-setup, bench-perf)
+	redsocks python3-matplotlib shadowsocks-libev nginx wrk
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -80,13 +80,16 @@ apt-get "${apt_opts[@]}" install -y --no-install-recommends \
 cleanup
 own_policy=0
 
-# The tests run their own danted (and the benchmarks their own redsocks)
-# inside network namespaces; a system service (enabled by the package) is of
-# no use to them. Stop and disable it if it was installed just now.
+# The tests run their own danted (and the benchmarks their own redsocks,
+# ss-server, ss-redir and nginx) inside network namespaces; a system service
+# (enabled by the package) is of no use to them. Stop and disable it if it
+# was installed just now.
 for p in "${missing[@]}"; do
 	case "$p" in
 	dante-server) svc=danted ;;
 	redsocks) svc=redsocks ;;
+	shadowsocks-libev) svc=shadowsocks-libev ;;
+	nginx) svc=nginx ;;
 	*) continue ;;
 	esac
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
