@@ -238,12 +238,12 @@ static bool reload(struct daemon *d)
 		return false;
 	}
 	struct upstream *ups = upstream_new(cfg);
-	if (ups)
-		upstream_carry_over(ups, d->ups);
-	else
+	if (!ups) {
 		log_error("out of memory");
-	if (ups)
+	} else {
+		upstream_carry_over(ups, d->ups);
 		apply(cfg);
+	}
 	if (!ups || set_capture(d, ups) < 0) {
 		log_error("reload refused: keeping the running configuration");
 		/* undo, then free the new set (nothing may point at it) */
