@@ -2,6 +2,7 @@
 #include "rtmon.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/if_addr.h>
 #include <linux/if.h>
 #include <linux/rtnetlink.h>
@@ -332,7 +333,7 @@ static void on_events(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		int len = (int)n;
 		const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf;
-		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
+		for (; nl_msg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
 			any |= apply(ia, nlh);
 	}
 	if (any)
@@ -441,4 +442,25 @@ bool rtmon_is_local(const struct rtmon *ia, const union sockaddr_any *a)
 			memcmp(ia->list[i].prefix.addr, addr, len) == 0;
 	pthread_rwlock_unlock((pthread_rwlock_t *)&ia->addr_lock);
 	return local;
+}
+
+/* --- For tests and fuzzing (rtmon.h) ------------------------------------ */
+
+struct rtmon *rtmon_open_detached(void)
+{
+	struct rtmon *rm = calloc(1, sizeof(*rm));
+	if (rm)
+		pthread_rwlock_init(&rm->addr_lock, NULL);
+	return rm;
+}
+
+unsigned rtmon_apply_msgs(struct rtmon *rm, const void *buf, size_t len)
+{
+	const struct nlmsghdr *nlh = buf;
+	int n = len > INT_MAX ? INT_MAX : (int)len;
+	unsigned any = 0;
+
+	for (; nl_msg_ok(nlh, n); nlh = mnl_nlmsg_next(nlh, &n))
+		any |= apply(rm, nlh);
+	return any;
 }

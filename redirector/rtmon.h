@@ -62,4 +62,15 @@ const struct rtmon_route *rtmon_default_route(const struct rtmon *rm,
 /* Whether addr (family AF_INET/AF_INET6, network order) is one of ours. */
 bool rtmon_is_local(const struct rtmon *ia, const union sockaddr_any *a);
 
+/* --- For tests and fuzzing: the message parsers, without a socket ------ */
+
+/* An rtmon with empty lists, no socket, no loop and no callback; free it
+ * with rtmon_close(). NULL on no memory. */
+struct rtmon *rtmon_open_detached(void);
+/* Apply a buffer of netlink messages as the event socket receives it
+ * (RTM_NEWLINK/DELLINK, NEWADDR/DELADDR, NEWROUTE/DELROUTE; any other type,
+ * and whatever follows the last whole message, ignored), exactly as
+ * events are applied. Returns the rtmon_what bits of what changed. */
+unsigned rtmon_apply_msgs(struct rtmon *rm, const void *buf, size_t len);
+
 #endif

@@ -12,6 +12,10 @@ PACKAGES=(
 	# end-to-end tests
 	dante-server microsocks mptcpize curl iperf3 nftables iptables iproute2
 	python3 python3-pytest procps passwd util-linux valgrind
+	# fuzz targets (make fuzz, make fuzz-replay): clang; libclang-rt-dev
+	# holds libFuzzer and the sanitizer runtimes (only recommended by
+	# clang); llvm has llvm-symbolizer, for readable crash reports
+	clang libclang-rt-dev llvm
 	# benchmarks (make bench: bench-setup, bench-perf)
 	redsocks python3-matplotlib shadowsocks-libev nginx wrk
 )
