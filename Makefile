@@ -42,6 +42,7 @@ Q := $(if $(V),,@)
 
 .PHONY: all clean install test test-unit test-e2e test-asan check deps demo \
         bench bench-setup bench-perf asan test-unit-asan test-e2e-asan test-valgrind tools
+.PHONY: fuzz fuzz-build fuzz-replay
 all: redirector/mpredir
 
 # --- plain build --------------------------------------------------------
@@ -88,6 +89,56 @@ test-unit: $(UNITS:%=$(BUILD)/plain/test_%)
 test-unit-asan: $(UNITS:%=$(BUILD)/asan/test_%)
 	@set -e; for t in $^; do echo "== $$t (asan)"; ./$$t; done
 
+# --- fuzz targets (clang + libFuzzer; test/fuzz/README.md) ---------------
+# test/fuzz/fuzz_X.c links the modules in FUZZ_DEPS_X, built with coverage
+# into build/fuzz/. `make fuzz` runs each for FUZZ_SECONDS on a copy of its
+# seed corpus; `make fuzz-replay` runs every seed and saved crash once.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+FUZZ_TARGETS := socks5 config rtmon mptcp_pm
+FUZZ_DEPS_socks5 := socks5
+FUZZ_DEPS_config := config log addr
+FUZZ_DEPS_rtmon := rtmon nl log addr
+FUZZ_DEPS_mptcp_pm := mptcp_pm nl log addr
+$(BUILD)/fuzz:
+	mkdir -p $@
+$(BUILD)/fuzz/%.o: redirector/%.c redirector/*.h | $(BUILD)/fuzz
+	@$(if $(Q),echo "  FUZZCC  $@")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(WARN) -c -o $@ $<
+define fuzz_rules
+$(BUILD)/fuzz/fuzz_$(1): test/fuzz/fuzz_$(1).c $(FUZZ_DEPS_$(1):%=$(BUILD)/fuzz/%.o)
+	@$$(if $$(Q),echo "  FUZZLD  $$@")
+	$$(Q)$$(FUZZ_CC) $$(CPPFLAGS) -Iredirector -O1 -g -fsanitize=fuzzer $$(FUZZ_SAN) $$(WARN) -o $$@ $$< $(FUZZ_DEPS_$(1):%=$(BUILD)/fuzz/%.o) $$(LDLIBS)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rules,$(t))))
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+# New inputs go to build/fuzz/corpus/X (the seeds stay as committed); a
+# crash or a hang (10 s per input) is written to build/fuzz/crash-X-* (or
+# timeout-X-*); every target runs, and any failure fails `make fuzz`.
+fuzz: fuzz-build
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	    echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$t; \
+	    $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$t- \
+	        $$(test -f test/fuzz/$$t.dict && echo -dict=test/fuzz/$$t.dict) \
+	        $(BUILD)/fuzz/corpus/$$t test/fuzz/corpus/$$t || rc=1; \
+	done; exit $$rc
+
+fuzz-replay: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    files=$$(find test/fuzz/corpus/$$t test/fuzz/crashes/$$t -type f \
+	        ! -name '.*' 2>/dev/null | sort); \
+	    n=$$(echo "$$files" | grep -c . || true); \
+	    echo "== fuzz_$$t: replay $$n inputs"; \
+	    [ "$$n" -eq 0 ] || $(BUILD)/fuzz/fuzz_$$t -timeout=10 $$files \
+	        2>$(BUILD)/fuzz/replay-$$t.log || \
+	        { cat $(BUILD)/fuzz/replay-$$t.log; exit 1; }; \
+	done
+
 # --- end-to-end tests (root: network namespaces) ------------------------
 test-e2e: redirector/mpredir tools
 	$(PYTHON) -m pytest -q -p no:cacheprovider test/e2e
@@ -103,7 +154,7 @@ test-valgrind: redirector/mpredir
 	    $(PYTHON) -m pytest -q -p no:cacheprovider test/e2e/test_redirector.py \
 	    test/e2e/test_firewall.py test/e2e/test_status.py
 
-test: test-unit test-e2e
+test: test-unit fuzz-replay test-e2e
 test-asan: test-unit-asan test-e2e-asan
 
 # Everything, from a fresh Debian 12: dependencies, build, all tests.
@@ -112,6 +163,7 @@ check: deps
 	$(MAKE) test
 	$(MAKE) test-asan
 	$(MAKE) test-valgrind
+	$(MAKE) fuzz
 
 deps:
 	scripts/install-deps.sh
@@ -119,7 +171,7 @@ deps:
 demo: deps all
 	$(PYTHON) scripts/demo.py
 
-# Every benchmark (doc/benchmarks.md, one section each; about 15 minutes).
+# Every benchmark (doc/benchmarks.md, one section each; about 20 minutes).
 bench: deps all tools bench-setup bench-perf
 	$(PYTHON) test/bench/bench.py
 

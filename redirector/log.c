@@ -68,6 +68,8 @@ void log_set_tap(log_tap_fn *fn, void *arg)
 }
 
 static void log_v(enum log_level lvl, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void log_v(enum log_level lvl, const char *fmt, va_list ap)
 {
 	bool tapped = tap && lvl <= LOG_LVL_INFO;
 	if (!log_enabled(lvl) && !tapped)
