@@ -31,7 +31,7 @@ DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 UNITS := socks5 config fw mptcp_pm paths
 UNIT_DEPS_socks5 := socks5
 UNIT_DEPS_config := config log addr
-UNIT_DEPS_fw := fw log addr
+UNIT_DEPS_fw := fw nl log addr
 UNIT_DEPS_mptcp_pm := mptcp_pm nl log addr
 UNIT_DEPS_paths := paths addr mptcp_pm nl log
 

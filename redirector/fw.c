@@ -42,6 +42,7 @@
 #include <libnftnl/udata.h>
 
 #include "log.h"
+#include "nl.h"
 
 #define FW_FAMILY NFPROTO_INET
 
@@ -1411,6 +1412,8 @@ static int read_acks(struct fw *fw, struct ack_state *a)
 				return -ETIMEDOUT;
 			continue;
 		}
+		if (!nl_buf_ok(fw->ack_buf, (size_t)len))
+			return -EBADMSG; /* libmnl could not walk it safely */
 		errno = 0;
 		if (mnl_cb_run2(fw->ack_buf, (size_t)len, 0, fw->portid,
 				reply_cb, a, ctl, ARRAY_SIZE(ctl)) < 0)
@@ -1826,7 +1829,7 @@ static void events_cb(struct ev_loop *loop, ev_io *w, int revents)
 				    strerror(errno));
 			return;
 		}
-		if (mnl_cb_run(fw->ev_buf, (size_t)len, 0, 0, event_cb, fw) < 0)
+		if (nl_run(fw->ev_buf, (size_t)len, 0, 0, event_cb, fw) < 0)
 			log_debug("nftables: malformed event: %s",
 				  strerror(errno));
 	}
