@@ -824,7 +824,6 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 	f->dst = dst;
 	f->lan_fd = fd;
 	f->up_fd = -1;
-	f->relay.fd[0] = f->relay.fd[1] = -1;
 	f->started = ev_now(loop);
 	f->next = env->flows;
 	if (env->flows)
