@@ -60,11 +60,12 @@ static struct config *load(const char *path)
 	return cfg;
 }
 
-/* Two descriptors per flow plus some for the daemon itself. */
+/* Two descriptors per flow, two per splice pipe (at most RELAY_PIPES_MAX),
+ * plus some for the daemon itself. */
 static void raise_fd_limit(unsigned max_flows)
 {
 	struct rlimit rl;
-	rlim_t want = 2 * (rlim_t)max_flows + 64;
+	rlim_t want = 2 * (rlim_t)max_flows + 2 * RELAY_PIPES_MAX + 64;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
