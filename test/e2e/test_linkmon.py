@@ -323,6 +323,20 @@ def shares(d):
     return {w: v / total for w, v in d.items()}
 
 
+def assert_download_uses_both(t, when):
+    """A 32 MiB download arrives intact, with a subflow joined, and wan2
+    carries more than a fifth of it."""
+    n0, b0 = t.nstat("srv"), rx(t)
+    f = clients.fetch(t, "lan", clients.bytes_url(T.DST4, 32 * MiB),
+                      timeout=FETCH_TIMEOUT)
+    assert f.ok(32 * MiB), f
+    d = T.Topology.delta(n0, t.nstat("srv"), JOIN_SYN_RX, JOIN_ACK_RX)
+    assert d[JOIN_SYN_RX] >= 1 and d[JOIN_ACK_RX] >= 1, d
+    sh = shares(rx_delta(b0, rx(t)))
+    print("shares %s %s" % (when, sh))
+    assert sh["wan2"] > 0.2, sh
+
+
 def reload(t, m, wans, linkmon=None):
     """Rewrite the daemon's configuration with these `wans` (None: no
     wans, no linkmon) and `linkmon` (None: as it was), SIGHUP it, and wait
@@ -622,15 +636,7 @@ def test_wan_back(topology, socks, mpredir, fault):
     wait_log_more(m, LOG_UP.format(wan="wan2"), ups)
 
     t.shape_wan(rate_mbit=RATE_MBIT)
-    n0, b0 = t.nstat("srv"), rx(t)
-    f = clients.fetch(t, "lan", clients.bytes_url(T.DST4, 32 * MiB),
-                      timeout=FETCH_TIMEOUT)
-    assert f.ok(32 * MiB), f
-    d = T.Topology.delta(n0, t.nstat("srv"), JOIN_SYN_RX, JOIN_ACK_RX)
-    assert d[JOIN_SYN_RX] >= 1 and d[JOIN_ACK_RX] >= 1, d
-    sh = shares(rx_delta(b0, rx(t)))
-    print("shares after the repair %s" % sh)
-    assert sh["wan2"] > 0.2, sh
+    assert_download_uses_both(t, "after the repair")
 
 
 def test_backup_wan(topology, socks, mpredir):
@@ -838,15 +844,7 @@ def test_reload_removes_and_adds_a_wan(topology, socks, mpredir):
     assert int(from_rule(t, "wan2")["table"]) == table2
     assert endpoint_ids(t)["wan1"] == ids["wan1"], state(t)
     assert t.mptcp_limits()["subflows"] == 2
-    n0, b0 = t.nstat("srv"), rx(t)
-    f = clients.fetch(t, "lan", clients.bytes_url(T.DST4, 32 * MiB),
-                      timeout=FETCH_TIMEOUT)
-    assert f.ok(32 * MiB), f
-    d = T.Topology.delta(n0, t.nstat("srv"), JOIN_SYN_RX, JOIN_ACK_RX)
-    assert d[JOIN_SYN_RX] >= 1 and d[JOIN_ACK_RX] >= 1, d
-    sh = shares(rx_delta(b0, rx(t)))
-    print("shares after wan2's return %s" % sh)
-    assert sh["wan2"] > 0.2, sh
+    assert_download_uses_both(t, "after wan2's return")
 
 
 def test_reload_switches_mode_in_place(topology, socks, mpredir):
