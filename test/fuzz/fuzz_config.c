@@ -24,13 +24,7 @@
 
 #include "config.h"
 
-#define FUZZ_CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		abort(); \
-	} \
-} while (0)
+#include "fuzz.h"
 
 static void check_errors(const struct config *cfg,
 			 const struct config_errors *errs)

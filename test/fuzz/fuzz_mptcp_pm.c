@@ -27,13 +27,7 @@
 #include "mptcp_pm.h"
 #include "nl.h"
 
-#define FUZZ_CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		abort(); \
-	} \
-} while (0)
+#include "fuzz.h"
 
 #define FAM 0x1d /* a family id as the kernel might give */
 

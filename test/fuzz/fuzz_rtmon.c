@@ -26,13 +26,7 @@
 #include "nl.h"
 #include "rtmon.h"
 
-#define FUZZ_CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		abort(); \
-	} \
-} while (0)
+#include "fuzz.h"
 
 /* What the input names: interface names and route interfaces, read here
  * with libmnl alone (whatever rtmon made of them). */

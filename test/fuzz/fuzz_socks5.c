@@ -23,13 +23,7 @@
 
 #include "socks5.h"
 
-#define FUZZ_CHECK(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		abort(); \
-	} \
-} while (0)
+#include "fuzz.h"
 
 enum mode { MODE_NONE, MODE_USERPASS, MODE_BOTH, MODE_CONNECT_ONLY };
 
