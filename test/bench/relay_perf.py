@@ -130,7 +130,8 @@ def iperf_once(topo, direction, size, rate_mbit, tries=3):
     raise RuntimeError("iperf3 failed %d times: %s" % (tries, err))
 
 
-def throughput(topo, bins, size, runs, directions, rate_mbit, level, mptcp):
+def throughput(topo, bins, size, runs, directions, rate_mbit, level, mptcp,
+               buffers=(0,)):
     dante = socks_servers.DanteServer(topo, "dante-none", 1080).start()
     iperf = topo.spawn("dst", ["iperf3", "-s", "-p", str(IPERF_PORT)],
                        "iperf3-server")
@@ -139,10 +140,13 @@ def throughput(topo, bins, size, runs, directions, rate_mbit, level, mptcp):
     try:
         daemons = {}
         for name, path in bins:
-            cfg = mpredir_daemon.make_config([dante], level=level,
-                                             mptcp=mptcp,
-                                             upstream={"pool": {"size": 0}})
-            daemons[name] = (path, cfg)
+            for buf in buffers:
+                relay = {"buffer_size": buf} if buf else {}
+                cfg = mpredir_daemon.make_config(
+                    [dante], level=level, mptcp=mptcp, relay=relay,
+                    upstream={"pool": {"size": 0}})
+                key = name + ("@%dk" % (buf >> 10) if buf else "")
+                daemons[key] = (path, cfg)
         for run in range(runs):
             for direction in directions:
                 for name, (path, cfg) in daemons.items():
@@ -177,7 +181,7 @@ def throughput(topo, bins, size, runs, directions, rate_mbit, level, mptcp):
     print("%-16s %-5s %10s %12s %14s" % ("binary", "dir", "Mbit/s",
                                          "cpu s/GB", "sched s/GB"))
     summary = []
-    for name, _ in bins:
+    for name in daemons:
         for direction in directions:
             sel = [r for r in rows
                    if r["bin"] == name and r["dir"] == direction]
@@ -401,6 +405,9 @@ def main(argv=None):
                     help="idle flows (2 descriptors each in the daemon)")
     ap.add_argument("--parallel", type=int, default=32,
                     help="idle: connections being opened at a time")
+    ap.add_argument("--buffer", default="",
+                    help="throughput: relay.buffer_size values to compare,"
+                    " e.g. 65536,262144 (default: the daemon's)")
     ap.add_argument("--level", default="info")
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args(argv)
@@ -413,7 +420,9 @@ def main(argv=None):
             topo.shape_wan(rate_mbit=a.shape)
         if a.what == "throughput":
             out = throughput(topo, bins, a.size << 20, a.runs,
-                             a.dir.split(","), a.rate, a.level, not a.tcp)
+                             a.dir.split(","), a.rate, a.level, not a.tcp,
+                             [int(b) for b in a.buffer.split(",") if b]
+                             or [0])
         else:
             out = idle(topo, bins, a.flows, a.level, a.parallel)
     if a.json:
