@@ -12,7 +12,9 @@ PKGS    := json-c libmnl libnftnl
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 CFLAGS  ?= -O2 -g
-WARN    := -Wall -Wextra -Werror -Wformat=2 -Wmissing-prototypes \
+# WERROR= keeps warnings non-fatal (the OpenWrt package's cross build).
+WERROR  ?= -Werror
+WARN    := -Wall -Wextra $(WERROR) -Wformat=2 -Wmissing-prototypes \
            -Wstrict-prototypes -Wshadow -Wpointer-arith -Wno-unused-parameter
 CPPFLAGS += -pthread -D_GNU_SOURCE -DMPREDIR_VERSION='"$(VERSION)"' \
            $(shell $(PKG_CONFIG) --cflags $(PKGS))
