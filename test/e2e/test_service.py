@@ -27,7 +27,6 @@ import subprocess
 import pytest
 
 import clients
-import mpredir_daemon
 import topo as T
 from proc import Daemon
 
@@ -152,8 +151,6 @@ class Procd:
         self.daemon = Daemon(self.topo.nsname("rtr"), argv, self.name,
                              self.topo.workdir)
         self.topo.daemons.append(self.daemon)
-        # the log file is appended to: count only this run's lines
-        self.ready_before = self.log().count(mpredir_daemon.READY_LINE)
         self.daemon.start()
         self.instance = inst
         open(self.running_flag, "w").close()
@@ -168,30 +165,39 @@ class Procd:
             os.unlink(self.running_flag)
 
     def log(self):
+        """What the daemon wrote on stdout/stderr (it logs to syslog)."""
         return self.daemon.log() if self.daemon else ""
 
-    def wait_ready(self):
-        """Until this run of the daemon has logged the end of its start."""
-        self.wait_log(re.escape(mpredir_daemon.READY_LINE),
-                      self.ready_before + 1)
-
-    def wait_log(self, pattern, count=1, timeout=10.0):
-        rx = re.compile(pattern, re.M)
-
-        def seen():
-            if len(rx.findall(self.log())) >= count:
-                return True
-            self.daemon.check_alive()  # raises, with the log, if it died
-            return False
-        self.topo.wait_until(seen, timeout=timeout,
-                             what="mpredir log %r" % pattern)
-
-    def status(self):
+    def try_status(self):
+        """`mpredir status --json` on the configured socket, or None."""
         r = subprocess.run([self.bin, "status", "--json", "--socket",
                             self.sock], capture_output=True, text=True,
-                           timeout=30)
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
+                           timeout=30, stdin=subprocess.DEVNULL)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def status(self):
+        st = self.try_status()
+        assert st is not None, "mpredir status failed"
+        return st
+
+    def wait_status(self, pred, what, timeout=10.0):
+        """Poll the status until pred(status) holds (the control socket
+        answers once start-up is complete); fail at once if the daemon
+        exits."""
+        def check():
+            st = self.try_status()
+            if st is not None and st.get("pid") == self.daemon.pid and \
+                    pred(st):
+                return True
+            if not self.daemon.running():
+                raise AssertionError("mpredir exited (status %s): %s" % (
+                    self.daemon.poll(), self.log()))
+            return False
+        self.topo.wait_until(check, timeout=timeout, what=what)
+        return self.try_status()
+
+    def wait_ready(self):
+        return self.wait_status(lambda st: True, "mpredir started")
 
 
 @pytest.fixture
@@ -235,14 +241,19 @@ def need_uci(topology, mpredir_bin):
                     "(mpredir -c /etc/config/mpredir)")
 
 
+def done_flows(st):
+    return st["flows"]["ended"]["done"]
+
+
 def lan_download(topology, procd, n=4 << 20):
-    """A LAN download, through the daemon: it logs the flow's end (without
-    the daemon and its table, the router would route it directly)."""
-    pattern = r"^.* -> %s:80 via .*: done$" % re.escape(T.DST4)
-    done = len(re.findall(pattern, procd.log(), re.M))
+    """A LAN download, through the daemon: it counts one more flow done
+    (without the daemon and its table, the router would route it
+    directly)."""
+    done = done_flows(procd.status())
     r = clients.fetch(topology, "lan", clients.bytes_url(T.DST4, n))
     assert r.ok(n), r
-    procd.wait_log(pattern, done + 1)
+    procd.wait_status(lambda st: done_flows(st) == done + 1,
+                      "one more flow done")
     return r
 
 
@@ -258,8 +269,8 @@ def proc_nofile(pid):
 # init script
 # ------------------------------------------------------------------------
 def test_start_declares_instance_and_serves(topology, socks, procd, need_uci):
-    """start: one instance, `mpredir -c /etc/config/mpredir`, respawned,
-    stdout/stderr to syslog, nofile 2 x max_flows + 576, reload on
+    """start: one instance, `mpredir -c /etc/config/mpredir --syslog`,
+    respawned, stdout/stderr to syslog, nofile 2 x max_flows + 576, reload on
     mpredir/network/firewall commits; the command serves a LAN download
     under that limit; stop ends it (exit 0)."""
     procd.write(sections(procd, socks, relay={"max_flows": 3000}))
@@ -267,7 +278,7 @@ def test_start_declares_instance_and_serves(topology, socks, procd, need_uci):
     assert r.returncode == 0, r.stderr
     assert len(svc["instances"]) == 1, (svc, r.stderr)
     params = svc["instances"][0]["params"]
-    assert params["command"] == [procd.bin, "-c", procd.conf]
+    assert params["command"] == [procd.bin, "-c", procd.conf, "--syslog"]
     assert "respawn" in params
     assert params["limits"] == ["nofile=6576 6576"]
     assert params["stdout"] == ["1"] and params["stderr"] == ["1"]
@@ -332,9 +343,9 @@ def test_reload_sighup_and_enable_disable(topology, socks, procd, need_uci):
     r, svc = procd.rc("reload")
     assert svc["signals"] == [["mpredir", "*", "HUP"]], (svc, r.stderr)
     assert svc["instances"] == [] and not svc["service"]
-    procd.wait_log(r"reloaded .*: 2 server\(s\)")
+    procd.wait_status(lambda st: len(st["servers"]) == 2,
+                      "the reloaded configuration's 2 servers")
     assert procd.daemon.pid == pid and procd.running()
-    assert len(procd.status()["servers"]) == 2
     lan_download(topology, procd)
 
     broken = sections(procd, socks)
@@ -417,3 +428,20 @@ def test_install_sh(topology, mpredir_bin):
         v = subprocess.run(["systemd-analyze", "verify", root_unit],
                            capture_output=True, text=True)
         assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_install_sh_prefix(topology, mpredir_bin):
+    """--prefix moves the daemon, and the unit follows it."""
+    dest = os.path.join(topology.workdir, "install-prefix")
+    r = run_install(dest, mpredir_bin, "--prefix", "/opt/mpredir")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.access(os.path.join(dest, "opt", "mpredir", "sbin", "mpredir"),
+                     os.X_OK)
+    with open(os.path.join(dest, "etc", "systemd", "system",
+                           "mpredir.service")) as f:
+        unit = f.read()
+    execs = re.findall(r"^Exec\w+=(\S+)", unit, re.M)
+    assert execs.count("/opt/mpredir/sbin/mpredir") == 3, execs
+    assert "/usr/local" not in unit
+    r = run_install(dest, mpredir_bin, "--prefix", "relative/dir")
+    assert r.returncode == 1 and "absolute" in r.stderr, r.stderr
