@@ -322,11 +322,11 @@ def test_disabled_not_started(topology, socks, procd):
     is said."""
     r, svc = procd.rc("start")
     assert svc["service"] and svc["instances"] == [], svc
-    assert "uci set mpredir.main.enabled=1" in r.stderr, r.stderr
+    assert "uci set mpredir.main.enabled=1;" in r.stderr, r.stderr
     procd.write(sections(procd, socks, enabled=False))
     r, svc = procd.rc("start")
     assert svc["service"] and svc["instances"] == [], svc
-    assert "uci set mpredir.main.enabled=1" in r.stderr, r.stderr
+    assert "uci set mpredir.main.enabled=1;" in r.stderr, r.stderr
     assert not procd.running()
 
 
