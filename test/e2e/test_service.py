@@ -314,7 +314,7 @@ def test_check_gate_refuses_broken_config(topology, socks, procd, need_uci):
     assert svc["service"] and svc["instances"] == [], svc
     assert not procd.running()
     assert "70000" in r.stderr, r.stderr
-    assert "%s is not valid: not (re)started" % procd.conf in r.stderr
+    assert "%s is not valid: not started" % procd.conf in r.stderr
 
 
 def test_disabled_not_started(topology, socks, procd):
@@ -353,6 +353,8 @@ def test_reload_sighup_and_enable_disable(topology, socks, procd, need_uci):
     procd.write(broken)
     r, svc = procd.rc("reload")
     assert svc["signals"] == [] and "max_flows" in r.stderr, r.stderr
+    assert "not valid: the daemon keeps its running configuration" in \
+        r.stderr, r.stderr
     assert procd.running() and procd.daemon.pid == pid
     assert len(procd.status()["servers"]) == 2
 
