@@ -34,7 +34,6 @@ INIT = os.path.join(T.REPO_ROOT, "openwrt-package", "mpredir", "files",
                     "mpredir.init")
 RC = os.path.join(T.REPO_ROOT, "test", "lib", "openwrt_rc.sh")
 INSTALL = os.path.join(T.REPO_ROOT, "scripts", "install.sh")
-UNIT = os.path.join(T.REPO_ROOT, "scripts", "mpredir.service")
 
 
 # ------------------------------------------------------------------------
@@ -223,22 +222,14 @@ def sections(p, socks, servers=("dante-none",), enabled=True, **extra):
     return secs
 
 
-def uci_reader(mpredir_bin, workdir):
-    """Whether the daemon reads UCI files (`--check` of a minimal one)."""
-    path = os.path.join(workdir, "probe.uci")
-    with open(path, "w") as f:
-        f.write(uci_text([("server", None, {"address": "192.0.2.1",
-                                            "port": 1080})]))
-    r = subprocess.run([mpredir_bin, "--check", "-c", path],
-                       capture_output=True, text=True)
-    return r.returncode == 0
-
-
 @pytest.fixture
-def need_uci(topology, mpredir_bin):
-    if not uci_reader(mpredir_bin, topology.workdir):
-        pytest.skip("this mpredir does not read UCI files "
-                    "(mpredir -c /etc/config/mpredir)")
+def need_uci():
+    """The daemon's own UCI reader (redirector/uci.c) is being written on
+    another branch: until it is in this tree, the tests that run the daemon
+    on a UCI file are skipped; from then on they run, and fail if it does
+    not read the file."""
+    if not os.path.exists(os.path.join(T.REPO_ROOT, "redirector", "uci.c")):
+        pytest.skip("this tree has no UCI reader yet (redirector/uci.c)")
 
 
 def done_flows(st):
