@@ -12,6 +12,8 @@ PACKAGES=(
 	# end-to-end tests
 	dante-server microsocks mptcpize curl iperf3 nftables iptables iproute2
 	python3 python3-pytest procps passwd util-linux valgrind
+	# make shellcheck (part of make test)
+	shellcheck
 	# fuzz targets (make fuzz, make fuzz-replay): clang; libclang-rt-dev
 	# holds libFuzzer and the sanitizer runtimes (only recommended by
 	# clang); llvm has llvm-symbolizer, for readable crash reports
