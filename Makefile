@@ -162,7 +162,7 @@ test-valgrind: redirector/mpredir
 SH_SCRIPTS := openwrt-package/mpredir/files/mpredir.init \
               openwrt-package/mpredir/files/mpredir.uci-defaults \
               test/lib/openwrt_rc.sh test/tools/valgrind-mpredir
-BASH_SCRIPTS := $(wildcard scripts/*.sh) .ci/run
+BASH_SCRIPTS := $(wildcard scripts/*.sh) .ci/run test/fuzz/capture-seeds.sh
 shellcheck:
 	shellcheck -s sh $(SH_SCRIPTS)
 	shellcheck -s bash $(BASH_SCRIPTS)

@@ -12,6 +12,8 @@ CAP=build/fuzz/capture_nl
 
 if [ "${1-}" != --inside ]; then
 	mkdir -p build/fuzz
+	# word splitting wanted: pkg-config prints several flags
+	# shellcheck disable=SC2046
 	${CC:-cc} -O1 -g -Wall -Wextra -Werror -o "$CAP" test/fuzz/capture_nl.c \
 		$(pkg-config --cflags --libs libmnl)
 	rm -f "$RT"/captured-* "$PM"/captured-*
