@@ -81,6 +81,20 @@ def cpu_all(pid):
     return sum(int(x) for x in fields[11:15]) / relay_perf.CLK_TCK
 
 
+def time_wait(topology):
+    """Sockets in TIME_WAIT per namespace (they hold a local port: a side
+    that closes first holds one for 60 s per connection)."""
+    out = {}
+    for ns, what, flt in (("lan", "lan", []),
+                          ("rtr", "rtr_upstream", ["dst", T.SERVICE4]),
+                          ("rtr", "rtr_lan", ["src", T.RTR_LAN4]),
+                          ("srv", "srv", [])):
+        r = topology.run(ns, ["ss", "-Htan", "state", "time-wait"] + flt,
+                         check=False)
+        out[what] = len(r.stdout.splitlines())
+    return out
+
+
 def daemon_config(max_flows, level="info"):
     return mpredir_daemon.make_config(
         [{"address": T.SERVICE4, "port": SOCKS_PORT}], level=level,
@@ -332,6 +346,7 @@ def settle(topology, m, fds_start, status0, rep, log):
         d = {k: v - status0["flows"][key].get(k, 0)
              for k, v in st["flows"][key].items()}
         return {k: v for k, v in d.items() if v}
+    rep["time_wait"] = time_wait(topology)
     rep["flows_ended"] = delta("ended")
     rep["refused"] = delta("refused")
     log("after: daemon %d descriptors (peak %d), RSS %d KiB (peak %d); "
@@ -341,6 +356,37 @@ def settle(topology, m, fds_start, status0, rep, log):
             rep["flows_now_after"], rep["flows_ended"], rep["refused"],
             rep["errors"]))
     return st
+
+
+PORT_RANGE = "10000 65535"
+
+
+class PortRange:
+    """A wider ephemeral port range in rtr and srv for the run, the old
+    one back after. Each MPTCP flow takes two local ports in rtr (the
+    first subflow's, and the second's: the join binds to its WAN address,
+    which takes a port of its own), and a flow the daemon closes first
+    (here, every held flow) keeps both in TIME_WAIT for 60 s: with the
+    default 32768-60999, the second cycle's connects got EADDRNOTAVAIL
+    after about 4,600 flows. dante binds its external address before it
+    connects: the same in srv."""
+
+    def __init__(self, topology, namespaces=("rtr", "srv")):
+        self.topo, self.namespaces, self.old = topology, namespaces, {}
+
+    def __enter__(self):
+        for ns in self.namespaces:
+            self.old[ns] = self.topo.run(
+                ns, ["sysctl", "-n", "net.ipv4.ip_local_port_range"]
+            ).stdout.split()
+            self.topo.sysctl(ns, **{"net.ipv4.ip_local_port_range":
+                                    PORT_RANGE})
+        return self
+
+    def __exit__(self, *exc):
+        for ns, (lo, hi) in self.old.items():
+            self.topo.sysctl(ns, **{"net.ipv4.ip_local_port_range":
+                                    "%s %s" % (lo, hi)})
 
 
 def run(topology, m, servers, hold, rate, duration, clients, cap,
@@ -356,7 +402,18 @@ def run(topology, m, servers, hold, rate, duration, clients, cap,
     rep = {"hold": hold, "rate": rate, "duration_s": duration,
            "clients": clients, "cap": cap, "socks_server": servers.kind,
            "daemon_max_flows": m.config["relay"]["max_flows"],
-           "daemon_fds_start": fds_start, "daemon_rss_start_kib": rss_start}
+           "daemon_fds_start": fds_start, "daemon_rss_start_kib": rss_start,
+           "port_range": PORT_RANGE}
+    with PortRange(topology):
+        return _run(topology, m, servers, hold, rate, duration, clients, cap,
+                    check_every, again, log, rep)
+
+
+def _run(topology, m, servers, hold, rate, duration, clients, cap,
+         check_every, again, log, rep):
+    pid = m.pid
+    fds_start = rep["daemon_fds_start"]
+    rss_start = rep["daemon_rss_start_kib"]
     warm_up(topology)
     topology.wait_until(lambda: daemon_fds(pid) == fds_start, timeout=30,
                         what="daemon descriptors back after the warm-up")
