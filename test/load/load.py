@@ -81,6 +81,25 @@ def cpu_all(pid):
     return sum(int(x) for x in fields[11:15]) / relay_perf.CLK_TCK
 
 
+def rss_parts(pid):
+    """The process's RSS by kind of mapping, KiB: "heap" (brk: the main
+    thread's malloc arena; worker 0 runs there), "anon" (other anonymous
+    mappings: the other workers' malloc arenas, thread stacks, large
+    allocations), "file" (the binary and libraries)."""
+    parts = {"heap": 0, "anon": 0, "file": 0}
+    kind = None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = line.split()
+            if not head[0].endswith(":"):       # a mapping's first line
+                name = head[5] if len(head) > 5 else ""
+                kind = ("heap" if name == "[heap]" else
+                        "file" if name.startswith("/") else "anon")
+            elif head[0] == "Rss:":
+                parts[kind] += int(head[1])
+    return parts
+
+
 def time_wait(topology):
     """Sockets in TIME_WAIT per namespace (they hold a local port: a side
     that closes first holds one for 60 s per connection)."""
@@ -278,6 +297,7 @@ def cycle(topology, m, servers, hold, rate, duration, clients, cap,
                             timeout=30, what="held flows relaying")
         rep["daemon_fds_held"] = daemon_fds(pid)
         rep["daemon_rss_held_kib"] = relay_perf.rss_kib(pid)
+        rep["daemon_rss_held_parts_kib"] = rss_parts(pid)
         log("held: %d flows (%d failed) in %.1f s; daemon %d descriptors, "
             "RSS %d KiB" % (rep["held"], rep["held_failed"], rep["open_s"],
                             rep["daemon_fds_held"],
@@ -339,6 +359,7 @@ def settle(topology, m, fds_start, status0, rep, log):
     st = m.status()
     rep["daemon_fds_after"] = daemon_fds(pid)
     rep["daemon_rss_after_kib"] = relay_perf.rss_kib(pid)
+    rep["daemon_rss_after_parts_kib"] = rss_parts(pid)
     rep["flows_now_after"] = st["flows"]["now"]
     rep["bytes_buffered_after"] = st["bytes"]["buffered"]
 
@@ -419,6 +440,7 @@ def _run(topology, m, servers, hold, rate, duration, clients, cap,
                         what="daemon descriptors back after the warm-up")
     time.sleep(1)
     rep["daemon_rss_base_kib"] = relay_perf.rss_kib(pid)
+    rep["daemon_rss_base_parts_kib"] = rss_parts(pid)
     status0 = m.status()
     log("baseline: %d descriptors, RSS %d KiB (%d KiB at start, before the "
         "warm-up)" % (fds_start, rep["daemon_rss_base_kib"], rss_start))
