@@ -363,6 +363,9 @@ def settle(topology, m, fds_start, status0, rep, log):
     st = m.status()
     rep["daemon_fds_after"] = daemon_fds(pid)
     rep["daemon_rss_after_kib"] = relay_perf.rss_kib(pid)
+    # (sampled every 0.5 s until the clients were done: after may be more)
+    rep["daemon_rss_peak_kib"] = max(rep["daemon_rss_peak_kib"],
+                                     rep["daemon_rss_after_kib"])
     rep["daemon_rss_after_parts_kib"] = rss_parts(pid)
     rep["flows_now_after"] = st["flows"]["now"]
     rep["bytes_buffered_after"] = st["bytes"]["buffered"]
