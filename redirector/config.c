@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -1686,6 +1687,9 @@ struct config *config_load_file(const char *path, struct config_errors *errs)
 	}
 	buf[len] = '\0';
 	cfg = parse(&c, buf, len);
+	struct stat st;
+	if (cfg && fstat(fd, &st) == 0)
+		cfg->file_mode = st.st_mode & 07777;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -1693,6 +1697,14 @@ out:
 	finish_errors(&c);
 	shown_free(name);
 	return cfg;
+}
+
+bool config_has_password(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_servers; i++)
+		if (cfg->servers[i].password)
+			return true;
+	return false;
 }
 
 bool config_server_first_port(const struct config *cfg, uint16_t port)

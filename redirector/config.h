@@ -108,6 +108,8 @@ struct config {
 	enum log_level log_level;      /* default info */
 	/* control */
 	char *control_socket;          /* unix socket path; "" = none */
+	/* the file read (config_load_file only; 0 from a string) */
+	unsigned file_mode;            /* st_mode & 07777 */
 };
 
 /* Collected error lines, each "PATH: reason" (or "FILE: reason" for a file
@@ -122,6 +124,9 @@ struct config_errors {
 struct config *config_parse_string(const char *json, struct config_errors *errs);
 struct config *config_load_file(const char *path, struct config_errors *errs);
 void config_free(struct config *cfg);
+
+/* True when some server has a password. */
+bool config_has_password(const struct config *cfg);
 
 /* True when `port` is one of upstream.server_first_ports. */
 bool config_server_first_port(const struct config *cfg, uint16_t port);

@@ -117,6 +117,7 @@ enum fw_step {
 	FS_END = 0,
 	FS_IIF_LAN,          /* iifname @lan_ifaces */
 	FS_IIF_NOT_LAN,      /* iifname != @lan_ifaces */
+	FS_IIF_NOT_LO,       /* iif != "lo" */
 	FS_TCP,              /* meta l4proto tcp */
 	FS_NOT_TCP,          /* meta l4proto != tcp */
 	FS_MARK,             /* meta mark $MARK */
@@ -124,6 +125,7 @@ enum fw_step {
 	FS_DADDR_BYPASS4,    /* ip daddr @bypass4 */
 	FS_DADDR_BYPASS6,    /* ip6 daddr @bypass6 */
 	FS_DPORT_BYPASS,     /* tcp dport @bypass_ports */
+	FS_DPORT_LISTEN,     /* tcp dport $LISTEN_PORT */
 	FS_UDP_DPORT_443,    /* udp dport 443 */
 	FS_SOCKET_TRANSP,    /* socket transparent 1 */
 	FS_COUNTER,          /* counter */
@@ -133,6 +135,7 @@ enum fw_step {
 	FS_REJECT,           /* reject */
 	FS_RETURN,           /* return */
 	FS_ACCEPT,           /* accept */
+	FS_DROP,             /* drop */
 };
 
 struct fw_rule {
@@ -179,13 +182,24 @@ static const struct fw_rule quic_block[] = {
 	  { FS_IIF_LAN, FS_UDP_DPORT_443, FS_COUNTER, FS_REJECT } },
 };
 
+/* The listener is for the LAN (and the router itself, through lo): a
+ * connection to its port from anywhere else (a WAN) is dropped before it
+ * reaches it. Redirected and tproxied LAN flows come in on a LAN
+ * interface. */
+static const struct fw_rule listener_guard[] = {
+	{ "iifname != @lan_ifaces iif != \"lo\" tcp dport $LISTEN_PORT counter drop",
+	  { FS_IIF_NOT_LAN, FS_IIF_NOT_LO, FS_DPORT_LISTEN, FS_COUNTER,
+	    FS_DROP } },
+};
+
 struct fw_rules {
 	const struct fw_rule *v;
 	size_t n;
 };
 #define FW_RULES(a) { (a), ARRAY_SIZE(a) }
 
-enum fw_when { FW_WHEN_REDIRECT, FW_WHEN_TPROXY, FW_WHEN_ROUTER, FW_WHEN_QUIC };
+enum fw_when { FW_WHEN_REDIRECT, FW_WHEN_TPROXY, FW_WHEN_ROUTER, FW_WHEN_QUIC,
+	       FW_WHEN_ALWAYS };
 
 struct fw_chain_def {
 	const char *name;
@@ -206,6 +220,8 @@ static const struct fw_chain_def fw_chains[] = {
 	  FW_WHEN_ROUTER, { FW_RULES(router_exempt), FW_RULES(redirect_capture) } },
 	{ "forward", "filter", NF_INET_FORWARD, NF_IP_PRI_FILTER,
 	  FW_WHEN_QUIC, { FW_RULES(quic_block), { NULL, 0 } } },
+	{ "input", "filter", NF_INET_LOCAL_IN, NF_IP_PRI_FILTER,
+	  FW_WHEN_ALWAYS, { FW_RULES(listener_guard), { NULL, 0 } } },
 };
 
 static bool chain_wanted(const struct fw_chain_def *c,
@@ -216,6 +232,7 @@ static bool chain_wanted(const struct fw_chain_def *c,
 	case FW_WHEN_TPROXY:   return spec->mode == FW_TPROXY;
 	case FW_WHEN_ROUTER:   return spec->router_traffic;
 	case FW_WHEN_QUIC:     return spec->block_quic;
+	case FW_WHEN_ALWAYS:   return true;
 	}
 	return false;
 }
@@ -765,6 +782,12 @@ static int build_step(struct nftnl_rule *r, enum fw_step step,
 		if ((err = expr_meta_load(r, NFT_META_IIFNAME)))
 			return err;
 		return expr_lookup(r, FW_SET_LAN, step == FS_IIF_NOT_LAN);
+	case FS_IIF_NOT_LO: {
+		uint32_t lo = 1; /* LOOPBACK_IFINDEX, in every namespace */
+		if ((err = expr_meta_load(r, NFT_META_IIF)))
+			return err;
+		return expr_cmp(r, NFT_CMP_NEQ, &lo, sizeof(lo));
+	}
 	case FS_TCP:
 	case FS_NOT_TCP:
 		if ((err = expr_meta_load(r, NFT_META_L4PROTO)))
@@ -801,6 +824,11 @@ static int build_step(struct nftnl_rule *r, enum fw_step step,
 		    (err = expr_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)))
 			return err;
 		return expr_lookup(r, FW_SET_PORTS, false);
+	case FS_DPORT_LISTEN:
+		if ((err = build_step(r, FS_TCP, spec)) ||
+		    (err = expr_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)))
+			return err;
+		return expr_cmp(r, NFT_CMP_EQ, &port, sizeof(port));
 	case FS_UDP_DPORT_443: {
 		uint16_t https = htons(443);
 		if ((err = expr_meta_load(r, NFT_META_L4PROTO)) ||
@@ -843,6 +871,8 @@ static int build_step(struct nftnl_rule *r, enum fw_step step,
 		return expr_verdict(r, NFT_RETURN);
 	case FS_ACCEPT:
 		return expr_verdict(r, NF_ACCEPT);
+	case FS_DROP:
+		return expr_verdict(r, NF_DROP);
 	}
 	return -EINVAL;
 }

@@ -56,6 +56,12 @@ static struct config *load(const char *path)
 		log_error("%s", errs.lines[i]);
 	if (!cfg)
 		log_error("%s: invalid configuration", path);
+	/* Said at every start and reload, so a fix is seen to take. */
+	else if (config_has_password(cfg) && (cfg->file_mode & 044))
+		log_warn("%s: mode %04o lets %s read the server password in it: "
+			 "make it readable by root only (chmod 600 %s)", path,
+			 cfg->file_mode, (cfg->file_mode & 004) ? "every user"
+			 : "its group", path);
 	config_errors_free(&errs);
 	return cfg;
 }

@@ -197,7 +197,8 @@ def throughput(topo, bins, size, runs, directions, rate_mbit, level, mptcp,
 # ---------------------------------------------------------------- idle flows
 
 # srv: SOCKS5 (no auth, CONNECT) over MPTCP, asyncio: holds many idle
-# connections cheaply.
+# connections cheaply. SO_REUSEPORT: several processes may share the load
+# (each flow takes 2 descriptors here).
 TINY_SOCKS = r"""
 import asyncio, ipaddress, resource, socket, struct, sys
 _h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -243,6 +244,8 @@ async def client(r, w):
 async def main():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # several processes may share the port (test/load/load.py)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     s.bind((addr, port))
     s.listen(4096)
     srv = await asyncio.start_server(client, sock=s, backlog=4096)

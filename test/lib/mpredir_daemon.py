@@ -189,7 +189,11 @@ class Mpredir:
 
     # --- lifecycle
     def write_config(self):
-        with open(self.config_path, "w") as f:
+        # it may hold a password: created readable by root only (an
+        # existing file keeps its mode, which a test may have changed)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                     0o600)
+        with os.fdopen(fd, "w") as f:
             json.dump(self.config, f, indent=2)
             f.write("\n")
 

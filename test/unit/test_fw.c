@@ -419,7 +419,7 @@ static void test_message_sequence(void)
 	CHECK(ms.m[ms.n - 1]->nlmsg_type == NFNL_MSG_BATCH_END);
 
 	/* declare, delete, create the table; then 4 sets, their elements,
-	 * 2 chains (prerouting, forward) with 8 + 1 rules. */
+	 * 3 chains (prerouting, forward, input) with 8 + 1 + 1 rules. */
 	static const uint16_t order[] = {
 		NFNL_MSG_BATCH_BEGIN, NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE,
 		NFT_MSG_NEWTABLE, NFT_MSG_NEWSET, NFT_MSG_NEWSET,
@@ -428,7 +428,8 @@ static void test_message_sequence(void)
 		NFT_MSG_NEWRULE, NFT_MSG_NEWRULE, NFT_MSG_NEWRULE,
 		NFT_MSG_NEWRULE, NFT_MSG_NEWRULE, NFT_MSG_NEWRULE,
 		NFT_MSG_NEWRULE, NFT_MSG_NEWRULE, NFT_MSG_NEWCHAIN,
-		NFT_MSG_NEWRULE, NFNL_MSG_BATCH_END,
+		NFT_MSG_NEWRULE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE,
+		NFNL_MSG_BATCH_END,
 	};
 	CHECK_MSG(ms.n == sizeof(order) / sizeof(order[0]), "%zu messages",
 		  ms.n);
@@ -449,6 +450,7 @@ static void test_message_sequence(void)
 			  "message %zu names %s, want %s", i, msg_name(ms.m[i]),
 			  names[i]);
 	CHECK(strcmp(msg_name(ms.m[20]), "forward") == 0);
+	CHECK(strcmp(msg_name(ms.m[22]), "input") == 0);
 
 	/* Rules are appended, chains and sets created exclusively. */
 	for (size_t i = 0; i < ms.n; i++) {
@@ -625,28 +627,35 @@ static void test_chains(void)
 	static const struct chain_want redirect[] = {
 		{ "prerouting", "nat", NF_INET_PRE_ROUTING, -100, 8 },
 		{ "forward", "filter", NF_INET_FORWARD, 0, 1 },
+		{ "input", "filter", NF_INET_LOCAL_IN, 0, 1 },
 	};
-	check_chains(&spec, redirect, 2);
+	check_chains(&spec, redirect, 3);
 
+	static const struct chain_want no_quic[] = {
+		{ "prerouting", "nat", NF_INET_PRE_ROUTING, -100, 8 },
+		{ "input", "filter", NF_INET_LOCAL_IN, 0, 1 },
+	};
 	spec.block_quic = false;
-	check_chains(&spec, redirect, 1);
+	check_chains(&spec, no_quic, 2);
 
 	static const struct chain_want router[] = {
 		{ "prerouting", "nat", NF_INET_PRE_ROUTING, -100, 8 },
 		{ "output", "nat", NF_INET_LOCAL_OUT, -100, 7 },
 		{ "forward", "filter", NF_INET_FORWARD, 0, 1 },
+		{ "input", "filter", NF_INET_LOCAL_IN, 0, 1 },
 	};
 	spec.block_quic = true;
 	spec.router_traffic = true;
-	check_chains(&spec, router, 3);
+	check_chains(&spec, router, 4);
 
 	static const struct chain_want tproxy[] = {
 		{ "prerouting", "filter", NF_INET_PRE_ROUTING, -150, 9 },
 		{ "output", "nat", NF_INET_LOCAL_OUT, -100, 7 },
 		{ "forward", "filter", NF_INET_FORWARD, 0, 1 },
+		{ "input", "filter", NF_INET_LOCAL_IN, 0, 1 },
 	};
 	spec.mode = FW_TPROXY;
-	check_chains(&spec, tproxy, 3);
+	check_chains(&spec, tproxy, 4);
 }
 
 /* What nft 1.0.6 builds for nft-rules/mpredir.nft (nft --debug=netlink,
@@ -663,6 +672,7 @@ static void test_chains(void)
 #define R_REDIRECT "[ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000006 ] [ counter pkts 0 bytes 0 ] [ immediate reg 1 0x00004004 ] [ redir proto_min reg 1 flags 0x2 ]"
 #define R_TRANSPARENT "[ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000006 ] [ socket load transparent => reg 1 ] [ cmp eq reg 1 0x00000001 ] [ immediate reg 1 0x00004d51 ] [ meta set mark with reg 1 ] [ immediate reg 0 accept ]"
 #define R_TPROXY "[ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000006 ] [ counter pkts 0 bytes 0 ] [ immediate reg 1 0x00004004 ] [ tproxy port reg 1 ] [ immediate reg 1 0x00004d51 ] [ meta set mark with reg 1 ] [ immediate reg 0 accept ]"
+#define R_GUARD "[ meta load iifname => reg 1 ] [ lookup reg 1 set lan_ifaces 0x1 ] [ meta load iif => reg 1 ] [ cmp neq reg 1 0x00000001 ] [ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000006 ] [ payload load 2b @ transport header + 2 => reg 1 ] [ cmp eq reg 1 0x00004004 ] [ counter pkts 0 bytes 0 ] [ immediate reg 0 drop ]"
 #define R_QUIC "[ meta load iifname => reg 1 ] [ lookup reg 1 set lan_ifaces ] [ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 2 => reg 1 ] [ cmp eq reg 1 0x0000bb01 ] [ counter pkts 0 bytes 0 ] [ reject type 2 code 1 ]"
 
 static void check_rules(const struct fw_spec *spec, const char *const *want,
@@ -700,7 +710,7 @@ static void test_rules_as_nft_builds_them(void)
 		"prerouting: " R_MARK, "prerouting: " R_LOCAL,
 		"prerouting: " R_BYPASS4, "prerouting: " R_BYPASS6,
 		"prerouting: " R_PORTS, "prerouting: " R_REDIRECT,
-		"forward: " R_QUIC,
+		"forward: " R_QUIC, "input: " R_GUARD,
 	};
 	static const char *const tproxy_router[] = {
 		"prerouting: " R_IIF_NOT_LAN, "prerouting: " R_NOT_TCP,
@@ -711,7 +721,7 @@ static void test_rules_as_nft_builds_them(void)
 		"output: " R_MARK, "output: " R_NOT_TCP, "output: " R_LOCAL,
 		"output: " R_BYPASS4, "output: " R_BYPASS6, "output: " R_PORTS,
 		"output: " R_REDIRECT,
-		"forward: " R_QUIC,
+		"forward: " R_QUIC, "input: " R_GUARD,
 	};
 	struct fw_spec spec = default_spec();
 
