@@ -28,9 +28,10 @@ MODULES := log config uci socks5 addr origdst upstream pool relay flow listener 
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.
-UNITS := socks5 config fw mptcp_pm paths
+UNITS := socks5 config uci fw mptcp_pm paths
 UNIT_DEPS_socks5 := socks5
 UNIT_DEPS_config := config uci log addr
+UNIT_DEPS_uci := config uci log addr
 UNIT_DEPS_fw := fw nl log addr
 UNIT_DEPS_mptcp_pm := mptcp_pm nl log addr
 UNIT_DEPS_paths := paths addr mptcp_pm nl log
