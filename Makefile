@@ -98,9 +98,10 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
-FUZZ_TARGETS := socks5 config rtmon mptcp_pm
+FUZZ_TARGETS := socks5 config uci rtmon mptcp_pm
 FUZZ_DEPS_socks5 := socks5
 FUZZ_DEPS_config := config uci log addr
+FUZZ_DEPS_uci := config uci log addr
 FUZZ_DEPS_rtmon := rtmon nl log addr
 FUZZ_DEPS_mptcp_pm := mptcp_pm nl log addr
 $(BUILD)/fuzz:
@@ -114,6 +115,8 @@ $(BUILD)/fuzz/fuzz_$(1): test/fuzz/fuzz_$(1).c $(FUZZ_DEPS_$(1):%=$(BUILD)/fuzz/
 	$$(Q)$$(FUZZ_CC) $$(CPPFLAGS) -Iredirector -O1 -g -fsanitize=fuzzer $$(FUZZ_SAN) $$(WARN) -o $$@ $$< $(FUZZ_DEPS_$(1):%=$(BUILD)/fuzz/%.o) $$(LDLIBS)
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rules,$(t))))
+# fuzz_uci reuses fuzz_config's checks
+$(BUILD)/fuzz/fuzz_uci: test/fuzz/fuzz_config.c test/fuzz/fuzz.h
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 # New inputs go to build/fuzz/corpus/X (the seeds stay as committed); a
