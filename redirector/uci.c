@@ -21,6 +21,7 @@
 #include <string.h>
 
 #define MAX_SECTIONS 64  /* 16 servers, 8 wans and the singletons fit */
+#define MAX_OPTIONS 256  /* per section; the largest has 12 */
 #define MAX_VALUES 1024  /* per list; the schema allows 256 at most */
 #define MAX_WORDS 4      /* "option NAME VALUE" and one too many */
 #define MAX_SHOWN 64     /* bytes of a user's value in a message */
@@ -210,6 +211,7 @@ struct sec {
 	char *desc;        /* "server 'main'" or "@server[1]" */
 	unsigned line;
 	size_t index;      /* among the sections of its type */
+	size_t n_opts;
 	bool skip;         /* refused (its name was taken): not converted */
 	struct opt *opts, **opt_tail;
 	struct sec *next;
@@ -550,7 +552,13 @@ static bool cmd_option(struct reader *r, unsigned line, bool list)
 			 "%u)", r->cur->desc, cmd, name, o->line);
 		return true;
 	}
+	if (!o && r->cur->n_opts == MAX_OPTIONS) {
+		rd_error(r, line, "%s: more than %d options", r->cur->desc,
+			 MAX_OPTIONS);
+		return false;
+	}
 	if (!o) {
+		r->cur->n_opts++;
 		o = calloc(1, sizeof(*o));
 		if (!o)
 			return out_of_memory(r);

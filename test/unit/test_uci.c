@@ -452,9 +452,16 @@ static void test_structure_errors(void)
 	for (int i = 0; i < 65; i++)
 		p += sprintf(p, "config log\n");
 	REJECTS(doc, "(config):65: more than 64 sections");
+	/* and options in a section */
+	char *d = malloc(300 * 16 + 64);
+	p = d + sprintf(d, SRV "config relay\n");
+	for (int i = 0; i < 300; i++)
+		p += sprintf(p, " option o%d 1\n", i);
+	REJECTS(d, "(config):261: @relay[0]: more than 256 options");
+	free(d);
 	/* a list longer than any the schema takes */
 	size_t big = 1100 * 24 + 64;
-	char *d = malloc(big);
+	d = malloc(big);
 	p = d + sprintf(d, SRV "config firewall\n");
 	for (int i = 0; i < 1100; i++)
 		p += sprintf(p, " list bypass_ports %d\n", i + 1);
