@@ -25,6 +25,7 @@
 #define MAX_VALUES 1024  /* per list; the schema allows 256 at most */
 #define MAX_WORDS 4      /* "option NAME VALUE" and one too many */
 #define MAX_SHOWN 64     /* bytes of a user's value in a message */
+#define MAX_FILE (1u << 20) /* as config.c's */
 
 /* ---- the schema of the UCI file --------------------------------------- */
 
@@ -1120,6 +1121,33 @@ static bool convert_sec(struct conv *cv, const struct sec *s)
 	}
 	free(spath);
 	return ok;
+}
+
+static void ignore_error(void *arg, char *line)
+{
+	free(line);
+}
+
+struct json_object *uci_json_from_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = f ? malloc(MAX_FILE + 1) : NULL;
+	size_t len = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
+	struct json_object *root = NULL;
+	struct uci_map *map = NULL;
+	unsigned line;
+
+	if (buf && len <= MAX_FILE && !ferror(f) && !memchr(buf, '\0', len)) {
+		buf[len] = '\0';
+		if (uci_detect(buf, len, &line) == UCI_FORMAT_UCI)
+			root = uci_convert(buf, len, path, &map, ignore_error,
+					   NULL);
+	}
+	uci_map_free(map);
+	free(buf);
+	if (f)
+		fclose(f);
+	return root;
 }
 
 struct json_object *uci_convert(const char *text, size_t len, const char *name,

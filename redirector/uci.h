@@ -77,6 +77,12 @@ char *uci_map_section(const struct uci_map *map, const char *path);
 
 void uci_map_free(struct uci_map *map);
 
+/* The JSON tree of a UCI file, read leniently: errors in values are
+ * ignored (and left out of the tree). NULL if the file cannot be read, is
+ * not UCI, or has a syntax error. For `mpredir status -c FILE`, which
+ * needs control.socket only. */
+struct json_object *uci_json_from_file(const char *path);
+
 /* Put error lines "NAME:LINE: ..." in the order of their lines (stable;
  * lines without a line number after them), so that the reader's errors
  * and config.c's come in file order. */

@@ -8,6 +8,7 @@ LAN flows and applies a changed file on `mpredir reload` and on SIGHUP.
 (the full drawing is in test/lib/topo.py)
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -171,7 +172,12 @@ def test_daemon_runs_and_reloads_uci(topology, socks, mpredir_bin):
             m.config["servers"]
         r = m.reload(cfg)
         assert r.returncode == 0, r.stderr
-        st = m.status()
+        # (`status -c FILE` finds the control socket in the UCI file)
+        r = subprocess.run([mpredir_bin, "status", "--json", "-c",
+                            m.config_path], capture_output=True, text=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        st = json.loads(r.stdout)
         assert st["config"]["reloads"] == 1
         assert [s["port"] for s in st["servers"]] == [1080, 1081]
         g = clients.fetch(t, "lan", clients.bytes_url(T.DST6, MiB),
