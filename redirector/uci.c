@@ -664,7 +664,9 @@ enum uci_format uci_detect(const char *text, size_t len, unsigned *line)
 		break;
 	}
 	*line = ln;
-	if (i >= len || text[i] == '{' || text[i] == '[' || text[i] == '"' ||
+	if (i >= len) /* comments only: an empty UCI file */
+		return UCI_FORMAT_UCI;
+	if (text[i] == '{' || text[i] == '[' || text[i] == '"' ||
 	    text[i] == '-' || (text[i] >= '0' && text[i] <= '9'))
 		return UCI_FORMAT_JSON;
 	size_t n = 0;

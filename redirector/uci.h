@@ -37,7 +37,8 @@ struct json_object;
 
 enum uci_format {
 	UCI_FORMAT_JSON,    /* '{', or any other start of a JSON value */
-	UCI_FORMAT_UCI,     /* a first word config, package, option or list */
+	UCI_FORMAT_UCI,     /* a first word config, package, option or list;
+			     * or only comments */
 	UCI_FORMAT_UNKNOWN, /* neither */
 };
 

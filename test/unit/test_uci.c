@@ -326,6 +326,9 @@ static void test_syntax_errors(void)
 	      strcmp(errs.lines[0], "(config):1: neither JSON nor UCI: "
 		     "expected '{' (JSON), or config or package (UCI)") == 0);
 	config_errors_free(&errs);
+	/* only comments: an empty UCI file (libuci's empty package) */
+	REJECTS("# config server\n#\toption port 1\n",
+		"(config): config server: at least one server is required");
 	CHECK(!config_parse_string("# c\n\n  configure x\n", &errs) &&
 	      errs.n == 1 && strncmp(errs.lines[0], "(config):3: neither", 19)
 	      == 0);
