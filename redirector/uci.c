@@ -984,7 +984,43 @@ static void opt_error(struct conv *cv, const struct sec *s,
 		 reason ? reason : "out of memory");
 }
 
-/* One option of a section: its value(s) into obj (NULL: checked only). */
+/* A list option (or one value given as an option) as an array in obj, at
+ * `path`; each element in the map at its own line. Takes path and loc. */
+static bool convert_list(struct conv *cv, const struct sec *s,
+			 const struct opt *o, const struct opt_def *d,
+			 struct json_object *obj, char *path, char *loc)
+{
+	struct json_object *arr = json_object_new_array();
+	char *reason = NULL;
+
+	if (!arr || !put(obj, d->key, arr))
+		goto fail;
+	for (size_t i = 0; i < o->n && i < MAX_VALUES; i++) {
+		struct json_object *v = value(d->type, o->values[i], &reason);
+		if (!v)
+			opt_error(cv, s, o, o->lines[i], reason);
+		free(reason);
+		/* a refused element stays as null, for the indexes after it
+		 * to keep their place: config.c's error on it is dropped */
+		if (json_object_array_add(arr, v) != 0) {
+			json_object_put(v);
+			goto fail;
+		}
+		if (!map_add(cv->map, fmt("%s[%zu]", path, i),
+			     fmt("%s:%u: %s, %s %s", cv->r->name, o->lines[i],
+				 s->desc, o->is_list ? "list" : "option",
+				 o->name), NULL, !v))
+			goto fail;
+	}
+	return map_add(cv->map, path, loc, NULL, false);
+fail:
+	free(path);
+	free(loc);
+	return false;
+}
+
+/* One option of a section: its value(s) into obj at spath.KEY (obj and
+ * spath NULL: checked only). False only when out of memory. */
 static bool convert_opt(struct conv *cv, const struct sec *s,
 			const struct opt *o, const struct opt_def *d,
 			struct json_object *obj, const char *spath)
@@ -992,76 +1028,87 @@ static bool convert_opt(struct conv *cv, const struct sec *s,
 	char *path = spath ? fmt("%s.%s", spath, d->key) : NULL;
 	char *loc = fmt("%s:%u: %s, %s %s", cv->r->name, o->line, s->desc,
 			o->is_list ? "list" : "option", o->name);
+	struct json_object *v = NULL;
 	char *reason = NULL;
-	bool ok = true;
 
 	if ((spath && !path) || !loc) {
 		free(path);
 		free(loc);
 		return false;
 	}
-	if (!is_list_type(d->type) && o->is_list) {
+	if (is_list_type(d->type)) {
+		if (path)
+			return convert_list(cv, s, o, d, obj, path, loc);
+		free(loc);
+		return true;
+	}
+	if (o->is_list) {
 		opt_error(cv, s, o, o->line, "expected a single value (option), "
 			  "got a list");
-		ok = false;
-	} else if (!is_list_type(d->type)) {
-		struct json_object *v = value(d->type, o->values[0], &reason);
-		if (!v)
-			opt_error(cv, s, o, o->line, reason);
-		else if (obj && !put(obj, d->key, v))
-			opt_error(cv, s, o, o->line, NULL);
-		else if (!obj)
-			json_object_put(v);
-		ok = v != NULL;
-		free(reason);
+	} else if (!(v = value(d->type, o->values[0], &reason))) {
+		opt_error(cv, s, o, o->line, reason);
+	} else if (!obj) {
+		json_object_put(v);
+	} else if (!put(obj, d->key, v)) {
+		opt_error(cv, s, o, o->line, NULL);
 	}
+	free(reason);
 	if (!path) {
 		free(loc);
 		return true;
 	}
-	if (!is_list_type(d->type)) {
-		bool added = map_add(cv->map, path, loc, NULL, !ok);
-		return added;
-	}
-	/* a list (or one value given as an option): an array */
-	struct json_object *arr = json_object_new_array();
-	if (!arr || !put(obj, d->key, arr)) {
-		free(path);
-		free(loc);
-		return false;
-	}
-	for (size_t i = 0; i < o->n && i < MAX_VALUES; i++) {
-		struct json_object *v = value(d->type, o->values[i], &reason);
-		char *ep = fmt("%s[%zu]", path, i);
-		char *el = fmt("%s:%u: %s, %s %s", cv->r->name, o->lines[i],
-			       s->desc, o->is_list ? "list" : "option", o->name);
-		if (!v)
-			opt_error(cv, s, o, o->lines[i], reason);
-		free(reason);
-		/* a refused element stays as null, for the indexes after it
-		 * to keep their place: config.c's error on it is dropped */
-		json_object_array_add(arr, v);
-		if (!map_add(cv->map, ep, el, NULL, !v)) {
-			free(path);
-			free(loc);
-			return false;
+	/* a refused value: config.c's "required" on it is dropped */
+	return map_add(cv->map, path, loc, NULL, v == NULL);
+}
+
+/* A new object for section s (of sec_defs[k]) in the tree, at *spath
+ * ("servers[1]", "upstream"), placed in the map. */
+static struct json_object *attach(struct conv *cv, const struct sec *s,
+				  size_t k, char **spath)
+{
+	const struct sec_def *d = &sec_defs[k];
+	struct json_object *obj = json_object_new_object(), *arr;
+
+	*spath = NULL;
+	if (!obj)
+		return NULL;
+	if (d->repeat && !json_object_object_get_ex(cv->root, d->key, &arr)) {
+		arr = json_object_new_array();
+		if (!arr || json_object_object_add(cv->root, d->key, arr)) {
+			json_object_put(arr);
+			json_object_put(obj);
+			return NULL;
 		}
 	}
-	return map_add(cv->map, path, loc, NULL, false);
+	if (d->repeat ? json_object_array_add(arr, obj)
+		      : json_object_object_add(cv->root, d->key, obj)) {
+		json_object_put(obj);
+		return NULL;
+	}
+	/* from here on, obj belongs to the tree */
+	*spath = d->repeat ? fmt("%s[%zu]", d->key, cv->count[k])
+			   : strdup(d->key);
+	if (!*spath || !map_add(cv->map, strdup(*spath),
+				fmt("%s:%u: %s", cv->r->name, s->line, s->desc),
+				s->desc, false)) {
+		free(*spath);
+		*spath = NULL;
+		return NULL;
+	}
+	return obj;
 }
 
 static bool convert_sec(struct conv *cv, const struct sec *s)
 {
-	const struct sec_def *d = sec_defs;
-	size_t k;
+	size_t k = 0;
 
-	for (k = 0; k < N_SEC_DEFS && strcmp(sec_defs[k].type, s->type); k++)
-		;
+	while (k < N_SEC_DEFS && strcmp(sec_defs[k].type, s->type) != 0)
+		k++;
 	if (k == N_SEC_DEFS) {
 		rd_error(cv->r, s->line, "%s: unknown section type", s->desc);
 		return true;
 	}
-	d = &sec_defs[k];
+	const struct sec_def *d = &sec_defs[k];
 	if (!d->repeat && cv->first_line[k]) {
 		rd_error(cv->r, s->line, "%s: at most one %s section (the "
 			 "first is at line %u)", s->desc, s->type,
@@ -1070,44 +1117,11 @@ static bool convert_sec(struct conv *cv, const struct sec *s)
 	}
 	cv->first_line[k] = s->line;
 
+	/* the init script's section is checked, not converted */
 	struct json_object *obj = NULL;
 	char *spath = NULL;
-	if (d->key) {
-		obj = json_object_new_object();
-		if (!obj)
-			return false;
-		if (d->repeat) {
-			struct json_object *arr;
-			if (!json_object_object_get_ex(cv->root, d->key, &arr)) {
-				arr = json_object_new_array();
-				if (!arr || json_object_object_add(cv->root,
-								   d->key, arr)) {
-					json_object_put(arr);
-					json_object_put(obj);
-					return false;
-				}
-			}
-			spath = fmt("%s[%zu]", d->key, cv->count[k]);
-			if (json_object_array_add(arr, obj)) {
-				json_object_put(obj);
-				free(spath);
-				return false;
-			}
-		} else {
-			spath = strdup(d->key);
-			if (json_object_object_add(cv->root, d->key, obj)) {
-				json_object_put(obj);
-				free(spath);
-				return false;
-			}
-		}
-		if (!spath || !map_add(cv->map, strdup(spath),
-				       fmt("%s:%u: %s", cv->r->name, s->line,
-					   s->desc), s->desc, false)) {
-			free(spath);
-			return false;
-		}
-	}
+	if (d->key && !(obj = attach(cv, s, k, &spath)))
+		return false;
 	cv->count[k]++;
 	cv->last[k] = s;
 
