@@ -685,8 +685,55 @@ static void check_twins(const char *uci, const char *json)
 	config_errors_free(&e2);
 }
 
+/* The whole of a file, or NULL. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t cap = 0;
+
+	if (!f)
+		return NULL;
+	ssize_t n = getdelim(&buf, &cap, '\0', f);
+	fclose(f);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* doc/examples/NAME.json is the Nth ```json block of configuration.md. */
+static void check_doc_block(const char *doc, size_t nth, const char *name)
+{
+	char *path = NULL;
+	const char *p = doc;
+
+	for (size_t i = 0; p && i <= nth; i++) {
+		p = strstr(p, "```json\n");
+		p = p ? p + 8 : NULL;
+	}
+	const char *end = p ? strstr(p, "```") : NULL;
+	if (asprintf(&path, "doc/examples/%s.json", name) < 0)
+		abort();
+	char *file = slurp(path);
+	CHECK_MSG(end && file && strlen(file) == (size_t)(end - p) &&
+		  memcmp(file, p, (size_t)(end - p)) == 0,
+		  "%s is not block %zu of doc/configuration.md", path, nth);
+	free(file);
+	free(path);
+}
+
 static void test_twins(void)
 {
+	char *doc = slurp("doc/configuration.md");
+	CHECK(doc != NULL);
+	if (doc) {
+		check_doc_block(doc, 0, "full");
+		check_doc_block(doc, 1, "minimal");
+	}
+	free(doc);
+
 	glob_t g;
 	size_t n = 0;
 
