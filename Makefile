@@ -26,13 +26,14 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=all
 
 # Modules of the daemon (redirector/X.c). main.c holds main().
-MODULES := log config socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture linkmon mptcp_pm paths control status cli worker
+MODULES := log config uci socks5 addr origdst upstream pool relay flow listener nl rtmon route fw capture linkmon mptcp_pm paths control status cli worker
 DAEMON_SRCS := $(MODULES:%=redirector/%.c) redirector/main.c
 
 # Unit tests: test/unit/test_X.c links the modules it names in UNIT_DEPS_X.
-UNITS := socks5 config fw mptcp_pm paths
+UNITS := socks5 config uci fw mptcp_pm paths
 UNIT_DEPS_socks5 := socks5
-UNIT_DEPS_config := config log addr
+UNIT_DEPS_config := config uci log addr
+UNIT_DEPS_uci := config uci log addr
 UNIT_DEPS_fw := fw nl log addr
 UNIT_DEPS_mptcp_pm := mptcp_pm nl log addr
 UNIT_DEPS_paths := paths addr mptcp_pm nl log
@@ -100,9 +101,10 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
-FUZZ_TARGETS := socks5 config rtmon mptcp_pm
+FUZZ_TARGETS := socks5 config uci rtmon mptcp_pm
 FUZZ_DEPS_socks5 := socks5
-FUZZ_DEPS_config := config log addr
+FUZZ_DEPS_config := config uci log addr
+FUZZ_DEPS_uci := config uci log addr
 FUZZ_DEPS_rtmon := rtmon nl log addr
 FUZZ_DEPS_mptcp_pm := mptcp_pm nl log addr
 $(BUILD)/fuzz:
@@ -116,6 +118,8 @@ $(BUILD)/fuzz/fuzz_$(1): test/fuzz/fuzz_$(1).c $(FUZZ_DEPS_$(1):%=$(BUILD)/fuzz/
 	$$(Q)$$(FUZZ_CC) $$(CPPFLAGS) -Iredirector -O1 -g -fsanitize=fuzzer $$(FUZZ_SAN) $$(WARN) -o $$@ $$< $(FUZZ_DEPS_$(1):%=$(BUILD)/fuzz/%.o) $$(LDLIBS)
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rules,$(t))))
+# fuzz_uci reuses fuzz_config's checks
+$(BUILD)/fuzz/fuzz_uci: test/fuzz/fuzz_config.c test/fuzz/fuzz.h
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 # New inputs go to build/fuzz/corpus/X (the seeds stay as committed); a

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "uci.h"
 
 #define REQUEST_TIMEOUT_S 30.0 /* a reload resolves names, talks to netlink */
 
@@ -318,6 +319,8 @@ static void print_flows(struct json_object *st)
 static char *socket_of(const char *file)
 {
 	struct json_object *root = json_object_from_file(file);
+	if (!root)
+		root = uci_json_from_file(file); /* /etc/config/mpredir */
 	const char *s = str(get(root, "control"), "socket");
 	char *path = strdup(s ? s : CONFIG_DEFAULT_CONTROL_SOCKET);
 	json_object_put(root);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "uci.h"
 
 #define STRING_NAME "(config)"     /* the "file name" of config_parse_string */
 #define MAX_FILE_SIZE (1u << 20)   /* a configuration is a few hundred bytes */
@@ -35,6 +36,7 @@
 struct ctx {
 	struct config_errors *errs; /* may be NULL: errors are then counted only */
 	const char *name;           /* file name, or STRING_NAME */
+	const struct uci_map *uci;  /* a UCI file: where each path came from */
 	size_t n_errors;            /* all errors, shown or not */
 	size_t n_dropped;           /* not stored: over MAX_ERRORS, or no memory */
 };
@@ -58,13 +60,23 @@ static void add_line(struct ctx *c, char *line)
 	c->errs->lines = lines;
 }
 
-/* "PATH: reason". */
+/* "PATH: reason". In a UCI file, PATH becomes the place of the value,
+ * "FILE:LINE: server 'main', option port" (uci.h); an error on a value the
+ * UCI reader has refused already is not repeated. */
 static void __attribute__((format(printf, 3, 4)))
 add_err(struct ctx *c, const char *path, const char *fmt, ...)
 {
-	char *reason = NULL, *line = NULL;
+	char *reason = NULL, *line = NULL, *loc = NULL;
 	va_list ap;
 
+	if (c->uci && path != c->name) {
+		bool drop;
+		loc = uci_map_locate(c->uci, path, &drop);
+		if (drop)
+			return;
+		if (loc)
+			path = loc;
+	}
 	va_start(ap, fmt);
 	if (vasprintf(&reason, fmt, ap) < 0)
 		reason = NULL;
@@ -72,7 +84,14 @@ add_err(struct ctx *c, const char *path, const char *fmt, ...)
 	if (reason && asprintf(&line, "%s: %s", path, reason) < 0)
 		line = NULL;
 	free(reason);
+	free(loc);
 	add_line(c, line);
+}
+
+/* The UCI reader's errors, counted with the others. */
+static void uci_error(void *arg, char *line)
+{
+	add_line(arg, line);
 }
 
 /* Close the list: a count of the lines not kept. */
@@ -1512,30 +1531,11 @@ static void config_defaults(struct config *cfg)
 	cfg->log_level = LOG_LVL_INFO;
 }
 
-/* text[len] must be '\0'. */
-static struct config *parse(struct ctx *c, const char *text, size_t len)
+/* The tree of a JSON document, or NULL (errors added). */
+static struct json_object *parse_json(struct ctx *c, const char *text,
+				      size_t len)
 {
 	static const char ws[] = " \t\r\n";
-
-	if (len > MAX_FILE_SIZE) {
-		add_err(c, c->name, "too large (%zu bytes, at most %u)", len,
-			MAX_FILE_SIZE);
-		return NULL;
-	}
-	/* A UTF-8 byte order mark, as some editors write: not JSON, harmless. */
-	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
-		text += 3;
-		len -= 3;
-	}
-	if (strspn(text, ws) == len) {
-		add_err(c, c->name, "empty (a JSON object is expected)");
-		return NULL;
-	}
-	const char *nul = memchr(text, '\0', len);
-	if (nul) {
-		json_error(c, text, (size_t)(nul - text), "NUL byte");
-		return NULL;
-	}
 
 	struct json_tokener *tok = json_tokener_new();
 	if (!tok) {
@@ -1572,13 +1572,72 @@ static struct config *parse(struct ctx *c, const char *text, size_t len)
 		json_object_put(root);
 		return NULL;
 	}
-
 	check_duplicates(c, text, len);
+	return root;
+}
+
+/* text[len] must be '\0'. JSON or UCI, told apart by the first word. */
+static struct config *parse(struct ctx *c, const char *text, size_t len)
+{
+	static const char ws[] = " \t\r\n";
+
+	if (len > MAX_FILE_SIZE) {
+		add_err(c, c->name, "too large (%zu bytes, at most %u)", len,
+			MAX_FILE_SIZE);
+		return NULL;
+	}
+	/* A UTF-8 byte order mark, as some editors write: not JSON, harmless. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+		text += 3;
+		len -= 3;
+	}
+	if (strspn(text, ws) == len) {
+		add_err(c, c->name, "empty (a JSON object is expected)");
+		return NULL;
+	}
+	unsigned first_line;
+	enum uci_format format = uci_detect(text, len, &first_line);
+	const char *nul = memchr(text, '\0', len);
+	if (nul) {
+		size_t line, col;
+		char *p = NULL;
+		if (format == UCI_FORMAT_JSON) {
+			json_error(c, text, (size_t)(nul - text), "NUL byte");
+			return NULL;
+		}
+		line_col(text, (size_t)(nul - text), &line, &col);
+		if (asprintf(&p, "%s:%zu", c->name, line) < 0)
+			p = NULL;
+		add_err(c, p ? p : c->name, "NUL byte");
+		free(p);
+		return NULL;
+	}
+	if (format == UCI_FORMAT_UNKNOWN) {
+		char *p = NULL;
+		if (asprintf(&p, "%s:%u", c->name, first_line) < 0)
+			p = NULL;
+		add_err(c, p ? p : c->name, "neither JSON nor UCI: expected "
+			"'{' (JSON), or config or package (UCI)");
+		free(p);
+		return NULL;
+	}
+
+	struct uci_map *map = NULL;
+	struct json_object *root;
+	if (format == UCI_FORMAT_UCI)
+		root = uci_convert(text, len, c->name, &map, uci_error, c);
+	else
+		root = parse_json(c, text, len);
+	if (!root)
+		return NULL;
+	c->uci = map;
 
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	if (!cfg) {
 		add_err(c, c->name, "out of memory");
 		json_object_put(root);
+		c->uci = NULL;
+		uci_map_free(map);
 		return NULL;
 	}
 	config_defaults(cfg);
@@ -1612,21 +1671,29 @@ static struct config *parse(struct ctx *c, const char *text, size_t len)
 	for (size_t i = 0; i < cfg->n_wans; i++)
 		for (size_t j = 0; j < i; j++) {
 			const struct config_wan *a = &cfg->wans[i], *b = &cfg->wans[j];
-			char p[32];
+			char p[32], q[32];
 			snprintf(p, sizeof(p), "wans[%zu]", i);
+			snprintf(q, sizeof(q), "wans[%zu]", j);
+			/* the other one by its UCI name in a UCI file */
+			char *other = c->uci ? uci_map_section(c->uci, q) : NULL;
 			if (a->interface && b->interface &&
 			    strcmp(a->interface, b->interface) == 0)
-				add_err(c, p, "interface %s is already wans[%zu]",
-					a->interface, j);
+				add_err(c, p, "interface %s is already %s",
+					a->interface, other ? other : q);
 			else if (a->table == b->table)
-				add_err(c, p, "table %u is already wans[%zu]'s",
-					a->table, j);
+				add_err(c, p, "table %u is already %s's",
+					a->table, other ? other : q);
+			free(other);
 		}
 	if (cfg->fw_router_traffic && cfg->fw_mode == CONFIG_FW_TPROXY)
 		add_err(c, "firewall.router_traffic", "only with mode "
 			"\"redirect\" (tproxy cannot capture the router's own "
 			"traffic)");
 	json_object_put(root);
+	c->uci = NULL;
+	uci_map_free(map);
+	if (map && c->errs)
+		uci_sort_errors(c->errs->lines, c->errs->n, c->name);
 	if (c->n_errors) {
 		config_free(cfg);
 		return NULL;

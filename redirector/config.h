@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* config: a JSON file (json-c) -> an immutable `struct config`, with strict
  * validation: unknown keys and wrong types are errors, and every error names
- * its JSON path ("servers[1].port: 70000 is not a port"). No sockets, no DNS:
- * host names are checked for form only; `upstream` resolves them. */
+ * its JSON path ("servers[1].port: 70000 is not a port"). A UCI file (told
+ * by its first word) is converted to the same JSON tree by uci.c, and its
+ * errors name the file's line, section and option instead. No sockets, no
+ * DNS: host names are checked for form only; `upstream` resolves them. */
 #ifndef MPREDIR_CONFIG_H
 #define MPREDIR_CONFIG_H
 
@@ -113,7 +115,8 @@ struct config {
 };
 
 /* Collected error lines, each "PATH: reason" (or "FILE: reason" for a file
- * that cannot be read or is not JSON). */
+ * that cannot be read or is not JSON; "FILE:LINE: SECTION, option NAME:
+ * reason" in a UCI file). */
 struct config_errors {
 	char **lines;
 	size_t n;

@@ -37,7 +37,7 @@ static void usage(FILE *out)
 		"Redirects LAN TCP flows (sent to its listener by nftables) to a\n"
 		"SOCKS5 server over one Multipath TCP connection per flow.\n"
 		"\n"
-		"  -c, --config FILE  JSON configuration (see doc/configuration.md)\n"
+		"  -c, --config FILE  configuration, JSON or UCI (doc/configuration.md)\n"
 		"  -t, --check        validate the configuration: exit 0 if valid,\n"
 		"                     else 1 with one line per error\n"
 		"  -s, --syslog       log to syslog instead of stderr\n"
