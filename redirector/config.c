@@ -129,7 +129,7 @@ void config_errors_free(struct config_errors *errs)
  * ("..." appended). Always returns a buffer (a static one on no memory). */
 static char shown_nomem[] = "?";
 
-static char *shown(const char *s, size_t len, size_t max)
+char *config_shown(const char *s, size_t len, size_t max)
 {
 	size_t n = len < max ? len : max;
 	char *out = malloc(n * 4 + 4), *p = out;
@@ -152,7 +152,7 @@ static char *shown(const char *s, size_t len, size_t max)
 	return out;
 }
 
-static void shown_free(char *s)
+void config_shown_free(char *s)
 {
 	if (s != shown_nomem)
 		free(s);
@@ -163,11 +163,11 @@ static void shown_free(char *s)
 /* parent + "." + key (or just key at the top), key made printable. */
 static char *path_key(const char *parent, const char *key)
 {
-	char *k = shown(key, strlen(key), MAX_SHOWN), *p = NULL;
+	char *k = config_shown(key, strlen(key), MAX_SHOWN), *p = NULL;
 	if (asprintf(&p, "%s%s%s", parent ? parent : "", parent ? "." : "",
 		     k) < 0)
 		p = NULL;
-	shown_free(k);
+	config_shown_free(k);
 	return p;
 }
 
@@ -384,10 +384,10 @@ static void k_listen_address(struct ctx *c, const char *path,
 	if (!get_str(c, path, v, &s, &len))
 		return;
 	if (!is_ip_literal(s)) {
-		char *sh = shown(s, len, MAX_SHOWN);
+		char *sh = config_shown(s, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IP address (IPv4 or IPv6, "
 			"without brackets; \"::\" for all)", sh);
-		shown_free(sh);
+		config_shown_free(sh);
 		return;
 	}
 	keep(c, path, &cfg->listen_address, s);
@@ -421,11 +421,11 @@ static void k_server_address(struct ctx *c, const char *path,
 	if (!get_str(c, path, v, &str, &len))
 		return;
 	if (!is_ip_literal(str) && !is_host_name(str)) {
-		char *sh = shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IP address or a valid host "
 			"name%s", sh, str[0] == '[' ? " (write IPv6 addresses "
 			"without brackets)" : "");
-		shown_free(sh);
+		config_shown_free(sh);
 		return;
 	}
 	keep(c, path, &sl->srv->address, str);
@@ -496,10 +496,10 @@ static bool get_mode(struct ctx *c, const char *path, struct json_object *v,
 				*out = (enum config_mode)i;
 				return true;
 			}
-		char *sh = shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not one of \"auto\", \"on\", \"off\"",
 			sh);
-		shown_free(sh);
+		config_shown_free(sh);
 		return false;
 	}
 	if (!json_object_is_type(v, json_type_string))
@@ -621,10 +621,10 @@ static bool get_mark(struct ctx *c, const char *path, struct json_object *v,
 		if (!get_str(c, path, v, &s, &len))
 			return false;
 		if (!parse_mark_string(s, out)) {
-			char *sh = shown(s, len, MAX_SHOWN);
+			char *sh = config_shown(s, len, MAX_SHOWN);
 			add_err(c, path, "\"%s\" is not a mark (0-4294967295, "
 				"decimal or hexadecimal like \"0x4d50\")", sh);
-			shown_free(sh);
+			config_shown_free(sh);
 			return false;
 		}
 		return true;
@@ -841,9 +841,9 @@ static void k_fw_mode(struct ctx *c, const char *path, struct json_object *v,
 	} else if (strcmp(str, "tproxy") == 0) {
 		cfg->fw_mode = CONFIG_FW_TPROXY;
 	} else {
-		char *sh = shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not \"redirect\" or \"tproxy\"", sh);
-		shown_free(sh);
+		config_shown_free(sh);
 	}
 }
 
@@ -886,10 +886,10 @@ static bool get_ifname(struct ctx *c, const char *path, struct json_object *v,
 		return false;
 	/* IFNAMSIZ is 16 with the terminating NUL; no '/', no spaces */
 	if (len < 1 || len > 15 || strpbrk(str, "/ \t\n:")) {
-		char *sh = shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an interface name (1-15 "
 			"characters, no '/', ':' or spaces)", sh);
-		shown_free(sh);
+		config_shown_free(sh);
 		return false;
 	}
 	return keep(c, path, dst, str);
@@ -924,10 +924,10 @@ static void bypass_prefix(struct ctx *c, const char *path,
 	if (!get_str(c, path, v, &str, &len))
 		return;
 	if (addr_prefix_parse(str, &cfg->fw_bypass[cfg->n_fw_bypass]) < 0) {
-		char *sh = shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IPv4 or IPv6 address or "
 			"prefix (like \"192.0.2.0/24\")", sh);
-		shown_free(sh);
+		config_shown_free(sh);
 		return;
 	}
 	cfg->n_fw_bypass++;
@@ -1041,9 +1041,9 @@ static void k_wan_mode(struct ctx *c, const char *path, struct json_object *v,
 		sl->wan->backup = str[0] == 'b';
 		return;
 	}
-	char *sh = shown(str, len, MAX_SHOWN);
+	char *sh = config_shown(str, len, MAX_SHOWN);
 	add_err(c, path, "\"%s\" is not \"active\" or \"backup\"", sh);
-	shown_free(sh);
+	config_shown_free(sh);
 }
 
 static void k_wan_gateway(struct ctx *c, const char *path,
@@ -1056,9 +1056,9 @@ static void k_wan_gateway(struct ctx *c, const char *path,
 		return;
 	if (addr_parse(str, 0, &sl->wan->gateway) < 0 ||
 	    sl->wan->gateway.sa.sa_family != AF_INET) {
-		char *sh = shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IPv4 address", sh);
-		shown_free(sh);
+		config_shown_free(sh);
 		return;
 	}
 	sl->wan->gateway_set = true;
@@ -1128,10 +1128,10 @@ static void k_probe(struct ctx *c, const char *path, struct json_object *v,
 			cfg->probe = (enum config_probe)i;
 			return;
 		}
-	char *sh = shown(str, len, MAX_SHOWN);
+	char *sh = config_shown(str, len, MAX_SHOWN);
 	add_err(c, path, "\"%s\" is not one of \"tcp\", \"icmp\", \"none\"",
 		sh);
-	shown_free(sh);
+	config_shown_free(sh);
 }
 
 static void k_probe_interval(struct ctx *c, const char *path,
@@ -1191,11 +1191,11 @@ static void k_probe_target(struct ctx *c, const char *path,
 		ok = colon[1] && !*end && port >= 1 && port <= 65535;
 	}
 	if (!ok || addr_parse(host, (uint16_t)port, &cfg->probe_target) < 0) {
-		char *sh = shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an address with an optional "
 			"port (like \"192.0.2.1:443\" or \"[2001:db8::1]:443\")",
 			sh);
-		shown_free(sh);
+		config_shown_free(sh);
 		return;
 	}
 	cfg->probe_target_set = true;
@@ -1228,10 +1228,10 @@ static void k_log_level(struct ctx *c, const char *path, struct json_object *v,
 		return;
 	int lvl = log_level_parse(s);
 	if (lvl < 0) {
-		char *sh = shown(s, len, MAX_SHOWN);
+		char *sh = config_shown(s, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not a level (error, warn, info, "
 			"debug)", sh);
-		shown_free(sh);
+		config_shown_free(sh);
 		return;
 	}
 	cfg->log_level = (enum log_level)lvl;
@@ -1252,11 +1252,11 @@ static void k_control_socket(struct ctx *c, const char *path,
 		return;
 	/* "" turns the control socket off */
 	if (len && (s[0] != '/' || len >= CONFIG_MAX_SOCKET_PATH)) {
-		char *sh = shown(s, len, MAX_SHOWN);
+		char *sh = config_shown(s, len, MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an absolute path of at most "
 			"%d bytes (or \"\" for no control socket)", sh,
 			CONFIG_MAX_SOCKET_PATH - 1);
-		shown_free(sh);
+		config_shown_free(sh);
 		return;
 	}
 	keep(c, path, &cfg->control_socket, s);
@@ -1711,7 +1711,7 @@ struct config *config_parse_string(const char *json, struct config_errors *errs)
 
 struct config *config_load_file(const char *path, struct config_errors *errs)
 {
-	char *name = shown(path, strlen(path), strlen(path));
+	char *name = config_shown(path, strlen(path), strlen(path));
 	struct ctx c = { .errs = errs, .name = name };
 	struct config *cfg = NULL;
 	char *buf = NULL;
@@ -1762,7 +1762,7 @@ out:
 		close(fd);
 	free(buf);
 	finish_errors(&c);
-	shown_free(name);
+	config_shown_free(name);
 	return cfg;
 }
 

@@ -131,6 +131,12 @@ void config_free(struct config *cfg);
 /* True when some server has a password. */
 bool config_has_password(const struct config *cfg);
 
+/* A user's string made safe for a one-line message: printable ASCII kept,
+ * anything else as \xNN, '"' and '\' escaped, cut after `max` input bytes
+ * ("..." appended). Never NULL; free with config_shown_free(). */
+char *config_shown(const char *s, size_t len, size_t max);
+void config_shown_free(char *s);
+
 /* True when `port` is one of upstream.server_first_ports. */
 bool config_server_first_port(const struct config *cfg, uint16_t port);
 const char *config_mode_name(enum config_mode m);

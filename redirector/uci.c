@@ -10,6 +10,8 @@
  * parse, which may be a piece of one. */
 #include "uci.h"
 
+#include "config.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -155,32 +157,6 @@ static const struct sec_def sec_defs[] = {
 #define N_SEC_DEFS (sizeof(sec_defs) / sizeof(*sec_defs))
 
 /* ---- messages ----------------------------------------------------------- */
-
-/* A user's value for a message: printable ASCII kept, '"' and '\' escaped,
- * anything else as \xNN, cut after MAX_SHOWN bytes. NULL on no memory. */
-static char *shown(const char *s)
-{
-	size_t len = strlen(s), n = len < MAX_SHOWN ? len : MAX_SHOWN;
-	char *out = malloc(n * 4 + 4), *p = out;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\') {
-			*p++ = '\\';
-			*p++ = (char)ch;
-		} else if (ch < 0x20 || ch >= 0x7f) {
-			p += sprintf(p, "\\x%02x", ch);
-		} else {
-			*p++ = (char)ch;
-		}
-	}
-	if (n < len)
-		p += sprintf(p, "...");
-	*p = '\0';
-	return out;
-}
 
 static char * __attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
 {
@@ -914,18 +890,17 @@ static struct json_object *value(enum vtype t, const char *v, char **reason)
 	case T_INTS:
 		if (is_int(v))
 			return new_int(v);
-		char *sh = shown(v);
-		*reason = sh ? fmt("expected an integer, got \"%s\"", sh) : NULL;
-		free(sh);
+		char *sh = config_shown(v, strlen(v), MAX_SHOWN);
+		*reason = fmt("expected an integer, got \"%s\"", sh);
+		config_shown_free(sh);
 		return NULL;
 	case T_BOOL:
 		if (parse_bool(v, &b))
 			return json_object_new_boolean(b);
-		sh = shown(v);
-		*reason = sh ? fmt("expected a boolean (1/0, true/false, yes/no, "
-				   "on/off, enabled/disabled), got \"%s\"", sh)
-			     : NULL;
-		free(sh);
+		sh = config_shown(v, strlen(v), MAX_SHOWN);
+		*reason = fmt("expected a boolean (1/0, true/false, yes/no, "
+			      "on/off, enabled/disabled), got \"%s\"", sh);
+		config_shown_free(sh);
 		return NULL;
 	case T_MODE:
 		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0 &&
