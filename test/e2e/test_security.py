@@ -291,6 +291,7 @@ def test_config_mode_warning(topology, socks, mpredir):
     assert m.log().count("reloaded ") == 2
     assert len(warnings(m)) == 2
     m.stop()
+    assert server.password not in m.log()
 
     # no password: nothing to warn about
     n = mpredir(servers=[socks["dante-none"]], name="mpredir-mode-none")
@@ -298,4 +299,3 @@ def test_config_mode_warning(topology, socks, mpredir):
     assert n.reload().returncode == 0
     assert n.log().count("reloaded ") == 1
     assert warnings(n) == []
-    assert server.password not in m.log()
