@@ -19,6 +19,7 @@ install.sh is run into a temporary DESTDIR (no system file touched).
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import stat
@@ -56,15 +57,16 @@ def uci_text(sections):
 
 def parse_records(text):
     """The stand-in's records -> {"instances": [...], "triggers": [...],
-    "signals": [...], "kill": bool, "service": bool}."""
+    "signals": [...], "kill": bool, "service": None or "set"/"add"}; an
+    instance: {"name": str, "params": {...}}."""
     svc = {"instances": [], "triggers": [], "signals": [], "kill": False,
-           "service": False}
+           "service": None}
     inst = None
     for line in text.splitlines():
         f = line.split("\t")
         what, args = f[0], f[1:]
         if what == "open_instance":
-            inst = {"params": {}}
+            inst = {"name": args[0], "params": {}}
         elif what == "set_param" and inst is not None:
             inst["params"][args[0]] = args[1:]
         elif what == "close_instance":
@@ -77,14 +79,16 @@ def parse_records(text):
         elif what == "kill":
             svc["kill"] = True
         elif what == "close_service":
-            svc["service"] = True
+            svc["service"] = args[0]
     return svc
 
 
 class Procd:
     """procd's part, played for real: run the instance an init script
-    declares (command, nofile limit) in rtr, stop it when a `service set`
-    declares none or on procd_kill, deliver procd_send_signal."""
+    declares (command, nofile limit) in rtr; as procd's `service set`, the
+    instances declared replace the service's: one not declared is stopped,
+    one declared unchanged is kept (not restarted), one changed is
+    restarted; procd_kill stops it; procd_send_signal is delivered."""
 
     def __init__(self, topology, mpredir_bin, tag):
         self.topo = topology
@@ -104,8 +108,11 @@ class Procd:
         self.instance = None
 
     def write(self, sections):
+        self.write_text(uci_text(sections))
+
+    def write_text(self, text):
         with open(self.conf, "w") as f:
-            f.write(uci_text(sections))
+            f.write(text)
         os.chmod(self.conf, 0o600)
 
     def rc(self, action):
@@ -127,14 +134,20 @@ class Procd:
         return self.daemon is not None and self.daemon.running()
 
     def apply(self, svc):
-        if svc["kill"] or (svc["service"] and not svc["instances"]):
+        if svc["kill"]:
             self.stop()
-        if svc["instances"]:
-            assert len(svc["instances"]) == 1, svc
-            inst = svc["instances"][0]
-            if inst != self.instance or not self.running():
+        if svc["service"]:
+            assert svc["service"] == "set", svc
+            assert len(svc["instances"]) <= 1, svc
+            if not svc["instances"]:
                 self.stop()
-                self.start(inst)
+            else:
+                inst = svc["instances"][0]
+                if inst != self.instance or not self.running():
+                    self.stop()
+                    self.start(inst)
+        else:
+            assert not svc["instances"], svc
         for args in svc["signals"]:
             assert args[0] == "mpredir", args
             assert self.running(), "signal %s with no instance" % args
@@ -145,8 +158,11 @@ class Procd:
         limits = dict(kv.split("=", 1)
                       for kv in inst["params"].get("limits", []))
         if "nofile" in limits:
-            soft, hard = limits["nofile"].split()
-            argv = ["prlimit", "--nofile=%s:%s" % (soft, hard), "--"] + argv
+            soft, hard = (int(x) for x in limits["nofile"].split())
+            # procd (root, CAP_SYS_RESOURCE) sets the hard limit asked;
+            # here it cannot be raised above this process's own
+            hard = min(hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            argv = ["prlimit", "--nofile=%d:%d" % (soft, hard), "--"] + argv
         self.daemon = Daemon(self.topo.nsname("rtr"), argv, self.name,
                              self.topo.workdir)
         self.topo.daemons.append(self.daemon)
@@ -201,7 +217,9 @@ class Procd:
 
 @pytest.fixture
 def procd(request, topology, socks, mpredir_bin):
-    p = Procd(topology, mpredir_bin, request.node.name[5:25].strip("_[]-"))
+    # the topology is shared: a directory per test, parameters included
+    tag = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name[5:]).strip("-")
+    p = Procd(topology, mpredir_bin, tag)
     yield p
     p.stop()
 
@@ -220,16 +238,6 @@ def sections(p, socks, servers=("dante-none",), enabled=True, **extra):
     for typ, opts in extra.items():
         secs.append((typ, None, opts))
     return secs
-
-
-@pytest.fixture
-def need_uci():
-    """The daemon's own UCI reader (redirector/uci.c) is being written on
-    another branch: until it is in this tree, the tests that run the daemon
-    on a UCI file are skipped; from then on they run, and fail if it does
-    not read the file."""
-    if not os.path.exists(os.path.join(T.REPO_ROOT, "redirector", "uci.c")):
-        pytest.skip("this tree has no UCI reader yet (redirector/uci.c)")
 
 
 def done_flows(st):
@@ -259,45 +267,63 @@ def proc_nofile(pid):
 # ------------------------------------------------------------------------
 # init script
 # ------------------------------------------------------------------------
-def test_start_declares_instance_and_serves(topology, socks, procd, need_uci):
+def test_start_declares_instance_and_serves(topology, socks, procd):
     """start: one instance, `mpredir -c /etc/config/mpredir --syslog`,
-    respawned, stdout/stderr to syslog, nofile 2 x max_flows + 576, reload on
-    mpredir/network/firewall commits; the command serves a LAN download
-    under that limit; stop ends it (exit 0)."""
-    procd.write(sections(procd, socks, relay={"max_flows": 3000}))
+    respawned, stdout/stderr to syslog, nofile 8768 (the default max_flows'
+    need) soft, 524288 hard, reload on mpredir/network/firewall commits;
+    the command serves a LAN download; a second start with the file
+    unchanged keeps the instance; stop ends it (exit 0)."""
+    procd.write(sections(procd, socks))
     r, svc = procd.rc("start")
     assert r.returncode == 0, r.stderr
-    assert len(svc["instances"]) == 1, (svc, r.stderr)
+    assert svc["service"] == "set" and len(svc["instances"]) == 1, \
+        (svc, r.stderr)
     params = svc["instances"][0]["params"]
     assert params["command"] == [procd.bin, "-c", procd.conf, "--syslog"]
     assert "respawn" in params
-    assert params["limits"] == ["nofile=6576 6576"]
+    assert params["limits"] == ["nofile=8768 524288"]
     assert params["stdout"] == ["1"] and params["stderr"] == ["1"]
     assert svc["triggers"] == ["mpredir", "network", "firewall"]
 
     procd.wait_ready()
-    assert proc_nofile(procd.daemon.pid) == (6576, 6576)
+    pid = procd.daemon.pid
+    assert proc_nofile(pid)[0] == 8768
     lan_download(topology, procd)
     st = procd.status()
     assert [s["address"] for s in st["servers"]] == \
         [socks["dante-none"].address]
 
+    r, svc = procd.rc("start")
+    assert r.returncode == 0, r.stderr
+    assert procd.running() and procd.daemon.pid == pid
+
     r, svc = procd.rc("stop")
     assert svc["kill"] and not procd.running()
 
 
-def test_default_nofile(topology, socks, procd, need_uci):
-    """Without relay.max_flows: the default 4096 -> 8768 descriptors."""
-    procd.write(sections(procd, socks))
+def test_nofile_follows_max_flows_without_restart(topology, socks, procd):
+    """The daemon raises its soft limit itself to 2 x max_flows + 576, at
+    start and on reload: max_flows 6000 -> 12576, then a reload to 8000 ->
+    16576, same process (the script's limit does not depend on the
+    file)."""
+    procd.write(sections(procd, socks, relay={"max_flows": 6000}))
     r, svc = procd.rc("start")
-    assert svc["instances"][0]["params"]["limits"] == ["nofile=8768 8768"]
+    assert svc["instances"][0]["params"]["limits"] == ["nofile=8768 524288"]
     procd.wait_ready()
-    assert proc_nofile(procd.daemon.pid) == (8768, 8768)
+    pid = procd.daemon.pid
+    assert proc_nofile(pid)[0] == 12576
+
+    procd.write(sections(procd, socks, relay={"max_flows": 8000}))
+    r, svc = procd.rc("reload")
+    assert svc["signals"] == [["mpredir", "*", "HUP"]], (svc, r.stderr)
+    procd.topo.wait_until(lambda: proc_nofile(pid)[0] == 16576,
+                          timeout=10, what="soft limit raised to 16576")
+    assert procd.daemon.pid == pid and procd.running()
 
 
-def test_check_gate_refuses_broken_config(topology, socks, procd, need_uci):
-    """A file `mpredir --check` refuses: no instance, the daemon's own
-    error and the reason printed."""
+def test_check_gate_refuses_broken_config(topology, socks, procd):
+    """Not running, a file `mpredir --check` refuses: no instance, the
+    daemon's own error and the reason printed."""
     secs = sections(procd, socks)
     secs.append(("server", None, {"address": "192.0.2.9", "port": 70000}))
     procd.write(secs)
@@ -306,6 +332,63 @@ def test_check_gate_refuses_broken_config(topology, socks, procd, need_uci):
     assert not procd.running()
     assert "70000" in r.stderr, r.stderr
     assert "%s is not valid: not started" % procd.conf in r.stderr
+
+
+def test_start_while_running_keeps_daemon_on_broken_file(topology, socks,
+                                                         procd):
+    """`start` while the daemon runs, with a file that is not valid: procd
+    gets the same instance (rc.common sends the service whatever
+    start_service returns; none declared would stop the daemon): the
+    daemon keeps running, on its configuration, and says so."""
+    procd.write(sections(procd, socks))
+    procd.rc("start")
+    procd.wait_ready()
+    pid = procd.daemon.pid
+    inst = procd.instance
+
+    broken = sections(procd, socks)
+    broken.append(("relay", None, {"max_flows": 0}))
+    procd.write(broken)
+    r, svc = procd.rc("start")
+    assert procd.running() and procd.daemon.pid == pid, (svc, r.stderr)
+    assert svc["instances"] == [inst], (svc, r.stderr)
+    assert r.returncode == 0, r.stderr  # close_service's status
+    assert "max_flows" in r.stderr, r.stderr
+    assert "%s is not valid: the running daemon keeps its configuration" \
+        % procd.conf in r.stderr, r.stderr
+    lan_download(topology, procd)
+
+
+@pytest.mark.parametrize("breakage", ["enabled", "main"])
+def test_reload_keeps_daemon_on_broken_main(topology, socks, procd,
+                                            breakage):
+    """reload while running, the file broken where the script reads
+    `enabled`: `option enabled 'maybe'`, or the `config mpredir 'main'`
+    line itself not parsing (uci drops the section, so `enabled` reads 0):
+    the check comes first, so no stop, no signal; the daemon keeps
+    running."""
+    procd.write(sections(procd, socks))
+    procd.rc("start")
+    procd.wait_ready()
+    pid = procd.daemon.pid
+
+    if breakage == "enabled":
+        procd.write(sections(procd, socks, enabled="maybe"))
+        said = "maybe"
+    else:
+        text = uci_text(sections(procd, socks))
+        good = "config mpredir 'main'\n"
+        assert text.startswith(good)
+        procd.write_text("config mpredir 'main\n" + text[len(good):])
+        said = "quote"
+    r, svc = procd.rc("reload")
+    assert procd.running() and procd.daemon.pid == pid, (svc, r.stderr)
+    assert svc["signals"] == [] and not svc["kill"], (svc, r.stderr)
+    assert said in r.stderr, r.stderr
+    assert "not valid: the running daemon keeps its configuration" in \
+        r.stderr, r.stderr
+    assert "disabled: uci set" not in r.stderr, r.stderr
+    lan_download(topology, procd)
 
 
 def test_disabled_not_started(topology, socks, procd):
@@ -321,7 +404,7 @@ def test_disabled_not_started(topology, socks, procd):
     assert not procd.running()
 
 
-def test_reload_sighup_and_enable_disable(topology, socks, procd, need_uci):
+def test_reload_sighup_and_enable_disable(topology, socks, procd):
     """reload while running: check, then SIGHUP, which the daemon applies
     (a second server); a broken file: no signal, errors printed, daemon
     unchanged; enabled 0 + reload stops it; enabled 1 + reload starts."""
@@ -333,7 +416,7 @@ def test_reload_sighup_and_enable_disable(topology, socks, procd, need_uci):
     procd.write(sections(procd, socks, servers=("dante-none", "micro-none")))
     r, svc = procd.rc("reload")
     assert svc["signals"] == [["mpredir", "*", "HUP"]], (svc, r.stderr)
-    assert svc["instances"] == [] and not svc["service"]
+    assert svc["instances"] == [] and svc["service"] is None
     procd.wait_status(lambda st: len(st["servers"]) == 2,
                       "the reloaded configuration's 2 servers")
     assert procd.daemon.pid == pid and procd.running()
@@ -344,7 +427,7 @@ def test_reload_sighup_and_enable_disable(topology, socks, procd, need_uci):
     procd.write(broken)
     r, svc = procd.rc("reload")
     assert svc["signals"] == [] and "max_flows" in r.stderr, r.stderr
-    assert "not valid: the daemon keeps its running configuration" in \
+    assert "not valid: the running daemon keeps its configuration" in \
         r.stderr, r.stderr
     assert procd.running() and procd.daemon.pid == pid
     assert len(procd.status()["servers"]) == 2

@@ -8,11 +8,20 @@
 # It stands in for procd only: the init script's own functions run as they
 # are. Nothing is started here. Each procd_* call is recorded, one line of
 # tab-separated fields, in $PROCD_STANDIN_LOG; the test plays procd: it
-# reads the records and runs, stops or signals the real daemon.
-# procd_running answers from $PROCD_STANDIN_RUNNING (a file that exists
-# while the test runs the instance). config_load reads
-# ${UCI_CONFIG_DIR:-/etc/config}/PACKAGE; like uci's export, anonymous
-# sections get names (cfg01, cfg02...).
+# reads the records and runs, stops or signals the real daemon. As procd's
+# `set`, a service's records replace its instance list: an instance not
+# declared is stopped, one declared unchanged is kept (test_service.py,
+# Procd.apply). procd_running answers from $PROCD_STANDIN_RUNNING (a file
+# that exists while the test runs the instance).
+#
+# config_load parses ${UCI_CONFIG_DIR:-/etc/config}/PACKAGE as OpenWrt's
+# does with `uci -S -n export` (awk here, there is no uci), then evaluates
+# that export: anonymous sections get names (cfg01, cfg02...); a line that
+# does not parse is reported on stderr and skipped, as uci does outside
+# strict mode (-S), and so are the options of a section whose `config`
+# line does not parse (the section is lost). Not handled (taken as lines
+# that do not parse): values spanning lines, backslash escapes, words
+# joined from several quoted pieces.
 #
 # shellcheck disable=SC3043 # busybox ash and dash have `local`
 
@@ -28,7 +37,6 @@ _record() {
 }
 
 # --- /lib/functions.sh: the config_* functions ---------------------------
-_CFG_SEQ=0
 _CFG_SECTIONS=
 _CFG_CUR=
 
@@ -39,10 +47,6 @@ _cfg_var() {
 
 config() {
 	local name="$2"
-	if [ -z "$name" ]; then
-		_CFG_SEQ=$((_CFG_SEQ + 1))
-		name=$(printf 'cfg%02d' "$_CFG_SEQ")
-	fi
 	_CFG_CUR=$name
 	_CFG_SECTIONS="$_CFG_SECTIONS $name"
 	eval "$(_cfg_var "$name" TYPE)=\$1"
@@ -58,18 +62,116 @@ list() {
 	eval "$var=\"\${$var:+\$$var }\$2\""
 }
 
+# PACKAGE's file as uci export writes it (config/option/list lines, each
+# word single-quoted): the commands config_load evaluates.
+_uci_export() {
+	awk -v file="$1" -v SQ="'" '
+	# single-quoted for the shell, as uci export writes words
+	function q(s,   o, i) {
+		o = ""
+		while ((i = index(s, SQ)) > 0) {
+			o = o substr(s, 1, i - 1) SQ "\\" SQ SQ
+			s = substr(s, i + 1)
+		}
+		return SQ o s SQ
+	}
+	# one word: quoted or bare; sets W and the rest of the line in R
+	function word(s) {
+		if (match(s, /^'\''[^'\'']*'\''/) ||
+		    match(s, /^"[^"\\]*"/)) {
+			W = substr(s, 2, RLENGTH - 2)
+		} else if (match(s, /^[^ \t'\''"#;\\]+/)) {
+			W = substr(s, 1, RLENGTH)
+		} else {
+			return 0
+		}
+		R = substr(s, RLENGTH + 1)
+		return 1
+	}
+	function bad(why) {
+		printf "uci: Parse error (%s) at line %d, in %s\n", why, NR,
+			file > "/dev/stderr"
+	}
+	# the end of a command: blanks, then nothing or a comment
+	function done(s) { sub(/^[ \t]*/, "", s); return s == "" || s ~ /^#/ }
+	# ok: a section is open (its `config` line parsed)
+	BEGIN { seq = 0; ok = 0 }
+	{
+		l = $0
+		sub(/^[ \t]+/, "", l)
+		if (l == "" || l ~ /^#/)
+			next
+		if (!match(l, /^[a-z]+[ \t]+/)) {
+			bad("invalid command")
+			next
+		}
+		cmd = substr(l, 1, RLENGTH)
+		sub(/[ \t]+$/, "", cmd)
+		l = substr(l, RLENGTH + 1)
+		if (cmd == "package")
+			next
+		if (cmd == "config") {
+			ok = 0 # until the line parses
+			if (!word(l) || W !~ /^[A-Za-z0-9_]+$/) {
+				bad("invalid section type")
+				next
+			}
+			type = W
+			l = R
+			sub(/^[ \t]*/, "", l)
+			name = ""
+			if (l != "" && l !~ /^#/) {
+				if (!word(l) || W !~ /^[A-Za-z0-9_]+$/) {
+					bad("invalid section name")
+					next
+				}
+				name = W
+				l = R
+			}
+			if (!done(l)) {
+				bad("too many arguments")
+				next
+			}
+			if (name == "")
+				name = sprintf("cfg%02d", ++seq)
+			print "config " q(type) " " q(name)
+			ok = 1
+			next
+		}
+		if (cmd != "option" && cmd != "list") {
+			bad("invalid command")
+			next
+		}
+		if (!ok) {
+			bad("option/list command with no section")
+			next
+		}
+		if (!word(l) || W !~ /^[A-Za-z0-9_]+$/) {
+			bad("invalid option name")
+			next
+		}
+		opt = W
+		l = R
+		sub(/^[ \t]*/, "", l)
+		if (!word(l) || !done(R)) {
+			bad("invalid value")
+			next
+		}
+		print cmd " " q(opt) " " q(W)
+	}' "$1"
+}
+
 config_load() {
-	local s var
+	local s var data
 	for s in $_CFG_SECTIONS; do
 		for var in $(set | sed -n "s/^\(_CFG__${s}__[A-Za-z0-9_]*\)=.*/\1/p"); do
 			unset "$var"
 		done
 	done
 	_CFG_SECTIONS=
-	_CFG_SEQ=0
-	# shellcheck disable=SC1090 # the UCI file, read as shell like old uci
-	[ -f "${UCI_CONFIG_DIR:-/etc/config}/$1" ] &&
-		. "${UCI_CONFIG_DIR:-/etc/config}/$1"
+	[ -f "${UCI_CONFIG_DIR:-/etc/config}/$1" ] || return 0
+	data=$(_uci_export "${UCI_CONFIG_DIR:-/etc/config}/$1") || return 1
+	eval "$data"
 	return 0
 }
 
@@ -101,9 +203,22 @@ config_foreach() {
 }
 
 # --- /lib/functions/procd.sh ------------------------------------------
-procd_open_service() { _record open_service "$@"; }
-procd_close_service() { _record close_service "$@"; }
-procd_open_instance() { _record open_instance "$@"; }
+# as procd.sh's: an instance's name defaults to instanceN (N from 1 in each
+# service); close_service adds the triggers, and sends the message, `set`
+# (the instance list replaced by the one declared) or `add`
+_PROCD_INSTANCE_SEQ=0
+procd_open_service() {
+	_PROCD_INSTANCE_SEQ=0
+	_record open_service "$@"
+}
+procd_close_service() {
+	service_triggers
+	_record close_service "${1:-set}"
+}
+procd_open_instance() {
+	_PROCD_INSTANCE_SEQ=$((_PROCD_INSTANCE_SEQ + 1))
+	_record open_instance "${1:-instance$_PROCD_INSTANCE_SEQ}"
+}
 procd_close_instance() { _record close_instance "$@"; }
 procd_set_param() { _record set_param "$@"; }
 procd_append_param() { _record append_param "$@"; }
@@ -122,12 +237,12 @@ service_triggers() { return 0; }
 
 _name=$(basename "$initscript")
 
-# as rc.common's: start_service's status is not the script's (procd's
-# close_service is)
+# as rc.common's rc_procd: whatever start_service returns, procd gets the
+# service's instances (`set`: none declared stops the running one); the
+# script's status is close_service's
 start() {
 	procd_open_service "$_name" "$initscript"
 	start_service "$@"
-	service_triggers
 	procd_close_service set
 }
 
