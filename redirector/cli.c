@@ -12,7 +12,6 @@
 
 #include "config.h"
 #include "control.h"
-#include "uci.h"
 
 #define REQUEST_TIMEOUT_S 30.0 /* a reload resolves names, talks to netlink */
 
@@ -318,9 +317,7 @@ static void print_flows(struct json_object *st)
  * in the middle of an edit: only this key matters here). */
 static char *socket_of(const char *file)
 {
-	struct json_object *root = json_object_from_file(file);
-	if (!root)
-		root = uci_json_from_file(file); /* /etc/config/mpredir */
+	struct json_object *root = config_tree_from_file(file); /* or UCI */
 	const char *s = str(get(root, "control"), "socket");
 	char *path = strdup(s ? s : CONFIG_DEFAULT_CONTROL_SOCKET);
 	json_object_put(root);

@@ -26,10 +26,8 @@
 #include "uci.h"
 
 #define STRING_NAME "(config)"     /* the "file name" of config_parse_string */
-#define MAX_FILE_SIZE (1u << 20)   /* a configuration is a few hundred bytes */
 #define MAX_ERRORS 100             /* lines kept; the rest are counted */
 #define MAX_SERVERS 16
-#define MAX_SHOWN 64               /* bytes of a user's string in a message */
 
 /* ---- error collection ------------------------------------------------ */
 
@@ -163,7 +161,7 @@ void config_shown_free(char *s)
 /* parent + "." + key (or just key at the top), key made printable. */
 static char *path_key(const char *parent, const char *key)
 {
-	char *k = config_shown(key, strlen(key), MAX_SHOWN), *p = NULL;
+	char *k = config_shown(key, strlen(key), CONFIG_MAX_SHOWN), *p = NULL;
 	if (asprintf(&p, "%s%s%s", parent ? parent : "", parent ? "." : "",
 		     k) < 0)
 		p = NULL;
@@ -384,7 +382,7 @@ static void k_listen_address(struct ctx *c, const char *path,
 	if (!get_str(c, path, v, &s, &len))
 		return;
 	if (!is_ip_literal(s)) {
-		char *sh = config_shown(s, len, MAX_SHOWN);
+		char *sh = config_shown(s, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IP address (IPv4 or IPv6, "
 			"without brackets; \"::\" for all)", sh);
 		config_shown_free(sh);
@@ -421,7 +419,7 @@ static void k_server_address(struct ctx *c, const char *path,
 	if (!get_str(c, path, v, &str, &len))
 		return;
 	if (!is_ip_literal(str) && !is_host_name(str)) {
-		char *sh = config_shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IP address or a valid host "
 			"name%s", sh, str[0] == '[' ? " (write IPv6 addresses "
 			"without brackets)" : "");
@@ -496,7 +494,7 @@ static bool get_mode(struct ctx *c, const char *path, struct json_object *v,
 				*out = (enum config_mode)i;
 				return true;
 			}
-		char *sh = config_shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not one of \"auto\", \"on\", \"off\"",
 			sh);
 		config_shown_free(sh);
@@ -621,7 +619,7 @@ static bool get_mark(struct ctx *c, const char *path, struct json_object *v,
 		if (!get_str(c, path, v, &s, &len))
 			return false;
 		if (!parse_mark_string(s, out)) {
-			char *sh = config_shown(s, len, MAX_SHOWN);
+			char *sh = config_shown(s, len, CONFIG_MAX_SHOWN);
 			add_err(c, path, "\"%s\" is not a mark (0-4294967295, "
 				"decimal or hexadecimal like \"0x4d50\")", sh);
 			config_shown_free(sh);
@@ -841,7 +839,7 @@ static void k_fw_mode(struct ctx *c, const char *path, struct json_object *v,
 	} else if (strcmp(str, "tproxy") == 0) {
 		cfg->fw_mode = CONFIG_FW_TPROXY;
 	} else {
-		char *sh = config_shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not \"redirect\" or \"tproxy\"", sh);
 		config_shown_free(sh);
 	}
@@ -886,7 +884,7 @@ static bool get_ifname(struct ctx *c, const char *path, struct json_object *v,
 		return false;
 	/* IFNAMSIZ is 16 with the terminating NUL; no '/', no spaces */
 	if (len < 1 || len > 15 || strpbrk(str, "/ \t\n:")) {
-		char *sh = config_shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an interface name (1-15 "
 			"characters, no '/', ':' or spaces)", sh);
 		config_shown_free(sh);
@@ -924,7 +922,7 @@ static void bypass_prefix(struct ctx *c, const char *path,
 	if (!get_str(c, path, v, &str, &len))
 		return;
 	if (addr_prefix_parse(str, &cfg->fw_bypass[cfg->n_fw_bypass]) < 0) {
-		char *sh = config_shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IPv4 or IPv6 address or "
 			"prefix (like \"192.0.2.0/24\")", sh);
 		config_shown_free(sh);
@@ -1041,7 +1039,7 @@ static void k_wan_mode(struct ctx *c, const char *path, struct json_object *v,
 		sl->wan->backup = str[0] == 'b';
 		return;
 	}
-	char *sh = config_shown(str, len, MAX_SHOWN);
+	char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 	add_err(c, path, "\"%s\" is not \"active\" or \"backup\"", sh);
 	config_shown_free(sh);
 }
@@ -1056,7 +1054,7 @@ static void k_wan_gateway(struct ctx *c, const char *path,
 		return;
 	if (addr_parse(str, 0, &sl->wan->gateway) < 0 ||
 	    sl->wan->gateway.sa.sa_family != AF_INET) {
-		char *sh = config_shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an IPv4 address", sh);
 		config_shown_free(sh);
 		return;
@@ -1128,7 +1126,7 @@ static void k_probe(struct ctx *c, const char *path, struct json_object *v,
 			cfg->probe = (enum config_probe)i;
 			return;
 		}
-	char *sh = config_shown(str, len, MAX_SHOWN);
+	char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 	add_err(c, path, "\"%s\" is not one of \"tcp\", \"icmp\", \"none\"",
 		sh);
 	config_shown_free(sh);
@@ -1191,7 +1189,7 @@ static void k_probe_target(struct ctx *c, const char *path,
 		ok = colon[1] && !*end && port >= 1 && port <= 65535;
 	}
 	if (!ok || addr_parse(host, (uint16_t)port, &cfg->probe_target) < 0) {
-		char *sh = config_shown(str, len, MAX_SHOWN);
+		char *sh = config_shown(str, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an address with an optional "
 			"port (like \"192.0.2.1:443\" or \"[2001:db8::1]:443\")",
 			sh);
@@ -1228,7 +1226,7 @@ static void k_log_level(struct ctx *c, const char *path, struct json_object *v,
 		return;
 	int lvl = log_level_parse(s);
 	if (lvl < 0) {
-		char *sh = config_shown(s, len, MAX_SHOWN);
+		char *sh = config_shown(s, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not a level (error, warn, info, "
 			"debug)", sh);
 		config_shown_free(sh);
@@ -1252,7 +1250,7 @@ static void k_control_socket(struct ctx *c, const char *path,
 		return;
 	/* "" turns the control socket off */
 	if (len && (s[0] != '/' || len >= CONFIG_MAX_SOCKET_PATH)) {
-		char *sh = config_shown(s, len, MAX_SHOWN);
+		char *sh = config_shown(s, len, CONFIG_MAX_SHOWN);
 		add_err(c, path, "\"%s\" is not an absolute path of at most "
 			"%d bytes (or \"\" for no control socket)", sh,
 			CONFIG_MAX_SOCKET_PATH - 1);
@@ -1576,41 +1574,45 @@ static struct json_object *parse_json(struct ctx *c, const char *text,
 	return root;
 }
 
-/* text[len] must be '\0'. JSON or UCI, told apart by the first word. */
-static struct config *parse(struct ctx *c, const char *text, size_t len)
+/* What is checked before the format is read, the same way for
+ * config_load_file(), config_parse_string() and config_tree_from_file():
+ * the size, a byte order mark (dropped), NUL bytes, an empty file, the
+ * format. text[len] must be '\0'. UCI_FORMAT_UNKNOWN: refused (reported). */
+static enum uci_format front(struct ctx *c, const char **text, size_t *len)
 {
-	static const char ws[] = " \t\r\n";
-
-	if (len > MAX_FILE_SIZE) {
-		add_err(c, c->name, "too large (%zu bytes, at most %u)", len,
-			MAX_FILE_SIZE);
-		return NULL;
+	if (*len > CONFIG_MAX_FILE_SIZE) {
+		add_err(c, c->name, "too large (%zu bytes, at most %u)", *len,
+			CONFIG_MAX_FILE_SIZE);
+		return UCI_FORMAT_UNKNOWN;
 	}
 	/* A UTF-8 byte order mark, as some editors write: not JSON, harmless. */
-	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
-		text += 3;
-		len -= 3;
-	}
-	if (strspn(text, ws) == len) {
-		add_err(c, c->name, "empty (a JSON object is expected)");
-		return NULL;
+	if (*len >= 3 && memcmp(*text, "\xef\xbb\xbf", 3) == 0) {
+		*text += 3;
+		*len -= 3;
 	}
 	unsigned first_line;
-	enum uci_format format = uci_detect(text, len, &first_line);
-	const char *nul = memchr(text, '\0', len);
+	enum uci_format format = uci_detect(*text, *len, &first_line);
+	const char *nul = memchr(*text, '\0', *len);
 	if (nul) {
 		size_t line, col;
 		char *p = NULL;
 		if (format == UCI_FORMAT_JSON) {
-			json_error(c, text, (size_t)(nul - text), "NUL byte");
-			return NULL;
+			json_error(c, *text, (size_t)(nul - *text), "NUL byte");
+			return UCI_FORMAT_UNKNOWN;
 		}
-		line_col(text, (size_t)(nul - text), &line, &col);
+		line_col(*text, (size_t)(nul - *text), &line, &col);
 		if (asprintf(&p, "%s:%zu", c->name, line) < 0)
 			p = NULL;
 		add_err(c, p ? p : c->name, "NUL byte");
 		free(p);
-		return NULL;
+		return UCI_FORMAT_UNKNOWN;
+	}
+	/* `touch /etc/config/mpredir`, or every line commented out: the same
+	 * bytes in both formats, so one message that names what is missing */
+	if (format == UCI_FORMAT_EMPTY) {
+		add_err(c, c->name, "empty: no server configured (a JSON object "
+			"or UCI config sections are expected)");
+		return UCI_FORMAT_UNKNOWN;
 	}
 	if (format == UCI_FORMAT_UNKNOWN) {
 		char *p = NULL;
@@ -1619,8 +1621,16 @@ static struct config *parse(struct ctx *c, const char *text, size_t len)
 		add_err(c, p ? p : c->name, "neither JSON nor UCI: expected "
 			"'{' (JSON), or config or package (UCI)");
 		free(p);
-		return NULL;
 	}
+	return format;
+}
+
+/* text[len] must be '\0'. JSON or UCI, told apart by the first word. */
+static struct config *parse(struct ctx *c, const char *text, size_t len)
+{
+	enum uci_format format = front(c, &text, &len);
+	if (format == UCI_FORMAT_UNKNOWN)
+		return NULL;
 
 	struct uci_map *map = NULL;
 	struct json_object *root;
@@ -1709,50 +1719,78 @@ struct config *config_parse_string(const char *json, struct config_errors *errs)
 	return cfg;
 }
 
+/* Free a copy of a file's text, wiped first: it may hold a password.
+ * Of the copies made while reading a file, these are wiped before they are
+ * freed: this buffer (and each smaller one it grew from), the UCI reader's
+ * words and values (uci.c), and the passwords of a struct config
+ * (config_free). These are not: json-c's (the string objects of a JSON
+ * tree, the tokener's buffer), which json-c frees as they are; and the
+ * kernel's page cache of the file. */
+static void wipe_free(char *buf, size_t cap)
+{
+	if (buf)
+		explicit_bzero(buf, cap);
+	free(buf);
+}
+
+/* The one reader of a configuration file: read to EOF (the size may be
+ * unknown, e.g. a pipe), up to one byte past the limit so that front()
+ * can tell it was exceeded. Returns the text (*len bytes, then '\0'; free
+ * with wipe_free(buf, *cap)), or NULL with *err (an errno value). */
+static char *read_all(int fd, size_t *len, size_t *cap, int *err)
+{
+	char *buf = malloc(4096);
+
+	*len = 0;
+	*cap = 4096;
+	while (buf) {
+		if (*len + 1 >= *cap) {
+			if (*len > CONFIG_MAX_FILE_SIZE)
+				break;
+			/* not realloc, which would leave the old copy unwiped */
+			char *nb = malloc(*cap * 2);
+			if (nb)
+				memcpy(nb, buf, *len);
+			wipe_free(buf, *cap);
+			buf = nb;
+			*cap *= 2;
+			continue;
+		}
+		ssize_t r = read(fd, buf + *len, *cap - *len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			*err = errno;
+			wipe_free(buf, *cap);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		*len += (size_t)r;
+	}
+	if (!buf) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	buf[*len] = '\0';
+	return buf;
+}
+
 struct config *config_load_file(const char *path, struct config_errors *errs)
 {
 	char *name = config_shown(path, strlen(path), strlen(path));
 	struct ctx c = { .errs = errs, .name = name };
 	struct config *cfg = NULL;
 	char *buf = NULL;
-	size_t len = 0;
+	size_t len = 0, cap = 0;
+	int err = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0) {
-		add_err(&c, name, "cannot read: %s", strerror(errno));
+	if (fd < 0 || !(buf = read_all(fd, &len, &cap, &err))) {
+		add_err(&c, name, "cannot read: %s",
+			strerror(fd < 0 ? errno : err));
 		goto out;
 	}
-	/* Read to EOF (the size may be unknown, e.g. a pipe), up to one byte
-	 * past the limit so that parse() can tell it was exceeded. */
-	size_t cap = 4096;
-	buf = malloc(cap);
-	for (;;) {
-		if (!buf) {
-			add_err(&c, name, "out of memory");
-			goto out;
-		}
-		if (len + 1 >= cap) {
-			if (len > MAX_FILE_SIZE)
-				break;
-			cap *= 2;
-			char *nb = realloc(buf, cap);
-			if (!nb)
-				free(buf);
-			buf = nb;
-			continue;
-		}
-		ssize_t r = read(fd, buf + len, cap - len - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			add_err(&c, name, "cannot read: %s", strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	buf[len] = '\0';
 	cfg = parse(&c, buf, len);
 	struct stat st;
 	if (cfg && fstat(fd, &st) == 0)
@@ -1760,10 +1798,46 @@ struct config *config_load_file(const char *path, struct config_errors *errs)
 out:
 	if (fd >= 0)
 		close(fd);
-	free(buf);
+	wipe_free(buf, cap);
 	finish_errors(&c);
 	config_shown_free(name);
 	return cfg;
+}
+
+static void ignore_error(void *arg, char *line)
+{
+	(void)arg;
+	free(line);
+}
+
+struct json_object *config_tree_from_file(const char *path)
+{
+	struct ctx c = { .name = path }; /* errors counted only */
+	struct json_object *root = NULL;
+	struct uci_map *map = NULL;
+	size_t len = 0, cap = 0;
+	int err;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf = fd >= 0 ? read_all(fd, &len, &cap, &err) : NULL;
+	const char *text = buf;
+
+	if (fd >= 0)
+		close(fd);
+	if (!buf)
+		return NULL;
+	switch (front(&c, &text, &len)) {
+	case UCI_FORMAT_JSON:
+		root = json_tokener_parse(text);
+		break;
+	case UCI_FORMAT_UCI:
+		root = uci_convert(text, len, path, &map, ignore_error, NULL);
+		uci_map_free(map);
+		break;
+	default:
+		break;
+	}
+	wipe_free(buf, cap);
+	return root;
 }
 
 bool config_has_password(const struct config *cfg)

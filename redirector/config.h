@@ -15,11 +15,15 @@
 #include "addr.h"
 #include "log.h"
 
+struct json_object;
+
 #define CONFIG_DEFAULT_LISTEN_ADDRESS "::"
 #define CONFIG_DEFAULT_LISTEN_PORT 1088
 #define CONFIG_DEFAULT_MARK 0x4d50u /* "MP" */
 #define CONFIG_DEFAULT_CONTROL_SOCKET "/var/run/mpredir.sock"
 #define CONFIG_MAX_SOCKET_PATH 108 /* sizeof(sun_path), with its NUL */
+#define CONFIG_MAX_FILE_SIZE (1u << 20) /* a configuration is a few hundred bytes */
+#define CONFIG_MAX_SHOWN 64  /* bytes of a user's string in a message */
 
 /* "auto" / "on" / "off" settings (booleans are accepted for on/off). */
 enum config_mode { CONFIG_AUTO, CONFIG_ON, CONFIG_OFF };
@@ -126,6 +130,13 @@ struct config_errors {
  * error found, not just the first). errs must be zeroed by the caller. */
 struct config *config_parse_string(const char *json, struct config_errors *errs);
 struct config *config_load_file(const char *path, struct config_errors *errs);
+
+/* The JSON tree of a configuration file (JSON, or UCI converted), read as
+ * config_load_file() reads it (size limit, byte order mark, NUL bytes,
+ * format) but leniently: values are not checked, and errors in UCI values
+ * leave them out. NULL if the file cannot be read or parsed. For
+ * `mpredir status/reload -c FILE`, which needs control.socket only. */
+struct json_object *config_tree_from_file(const char *path);
 void config_free(struct config *cfg);
 
 /* True when some server has a password. */

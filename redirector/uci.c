@@ -26,8 +26,6 @@
 #define MAX_OPTIONS 256  /* per section; the largest has 12 */
 #define MAX_VALUES 1024  /* per list; the schema allows 256 at most */
 #define MAX_WORDS 4      /* "option NAME VALUE" and one too many */
-#define MAX_SHOWN 64     /* bytes of a user's value in a message */
-#define MAX_FILE (1u << 20) /* as config.c's */
 
 /* ---- the schema of the UCI file --------------------------------------- */
 
@@ -228,13 +226,26 @@ rd_error(struct reader *r, unsigned line, const char *f, ...)
 	free(reason);
 }
 
+/* Free a copy of the text, wiped first: a word or value may be a
+ * password (see wipe_free() in config.c for what is wiped, and what not). */
+static void wipe_free(char *s, size_t len)
+{
+	if (s)
+		explicit_bzero(s, len);
+	free(s);
+}
+
 static bool addc(struct reader *r, char ch)
 {
 	if (r->wlen + 1 >= r->wcap) {
+		/* not realloc, which would leave the old copy unwiped */
 		size_t cap = r->wcap ? r->wcap * 2 : 64;
-		char *w = realloc(r->w, cap);
+		char *w = malloc(cap);
 		if (!w)
 			return false;
+		if (r->w)
+			memcpy(w, r->w, r->wlen + 1);
+		wipe_free(r->w, r->wcap);
 		r->w = w;
 		r->wcap = cap;
 	}
@@ -376,10 +387,22 @@ static bool valid_name(const char *s, bool package)
 	return true;
 }
 
-/* libuci takes each command word or its first letter. */
-static bool is_cmd(const char *w, const char *cmd)
+/* libuci's commands, each written whole or as its first letter: one
+ * table for the reader (command()) and for uci_detect(). */
+enum cmd { CMD_CONFIG, CMD_OPTION, CMD_LIST, CMD_PACKAGE, CMD_NONE };
+
+static const char *const cmd_names[] = { "config", "option", "list",
+					 "package" };
+
+/* The command that w[0..n) names (not NUL-terminated in uci_detect). */
+static enum cmd cmd_of(const char *w, size_t n)
 {
-	return strcmp(w, cmd) == 0 || (w[0] == cmd[0] && w[1] == '\0');
+	for (size_t k = 0; k < CMD_NONE; k++)
+		if ((n == strlen(cmd_names[k]) &&
+		     memcmp(w, cmd_names[k], n) == 0) ||
+		    (n == 1 && w[0] == cmd_names[k][0]))
+			return (enum cmd)k;
+	return CMD_NONE;
 }
 
 static bool out_of_memory(struct reader *r)
@@ -555,7 +578,7 @@ static bool cmd_option(struct reader *r, unsigned line, bool list)
 static void free_words(struct reader *r)
 {
 	for (size_t i = 0; i < r->n_words; i++)
-		free(r->words[i]);
+		wipe_free(r->words[i], strlen(r->words[i]));
 	r->n_words = 0;
 }
 
@@ -578,16 +601,20 @@ static bool command(struct reader *r)
 		return false;
 	if (r->n_words == 0)
 		return true;
-	const char *w = r->words[0];
-	if (is_cmd(w, "config"))
+	switch (cmd_of(r->words[0], strlen(r->words[0]))) {
+	case CMD_CONFIG:
 		ok = cmd_config(r, line);
-	else if (is_cmd(w, "option"))
+		break;
+	case CMD_OPTION:
 		ok = cmd_option(r, line, false);
-	else if (is_cmd(w, "list"))
+		break;
+	case CMD_LIST:
 		ok = cmd_option(r, line, true);
-	else if (is_cmd(w, "package"))
+		break;
+	case CMD_PACKAGE:
 		ok = cmd_package(r, line);
-	else {
+		break;
+	default:
 		rd_error(r, line, "expected config, option, list or package "
 			 "at the start of a command");
 		ok = false;
@@ -603,11 +630,8 @@ static void free_sections(struct sec *s)
 		struct opt *o = s->opts;
 		while (o) {
 			struct opt *on = o->next;
-			for (size_t i = 0; i < o->n && i < MAX_VALUES; i++) {
-				/* a value may be a password */
-				explicit_bzero(o->values[i], strlen(o->values[i]));
-				free(o->values[i]);
-			}
+			for (size_t i = 0; i < o->n && i < MAX_VALUES; i++)
+				wipe_free(o->values[i], strlen(o->values[i]));
 			free(o->values);
 			free(o->lines);
 			free(o->name);
@@ -640,8 +664,8 @@ enum uci_format uci_detect(const char *text, size_t len, unsigned *line)
 		break;
 	}
 	*line = ln;
-	if (i >= len) /* comments only: an empty UCI file */
-		return UCI_FORMAT_UCI;
+	if (i >= len)
+		return UCI_FORMAT_EMPTY;
 	if (text[i] == '{' || text[i] == '[' || text[i] == '"' ||
 	    text[i] == '-' || (text[i] >= '0' && text[i] <= '9'))
 		return UCI_FORMAT_JSON;
@@ -649,13 +673,9 @@ enum uci_format uci_detect(const char *text, size_t len, unsigned *line)
 	while (i + n < len && !is_blank(text[i + n]) && text[i + n] != '\n' &&
 	       text[i + n] != ';' && text[i + n] != '#')
 		n++;
-	static const char *const uci_words[] = { "config", "package", "option",
-						 "list" };
 	static const char *const json_words[] = { "true", "false", "null" };
-	for (size_t k = 0; k < 4; k++)
-		if (strlen(uci_words[k]) == n &&
-		    memcmp(text + i, uci_words[k], n) == 0)
-			return UCI_FORMAT_UCI;
+	if (cmd_of(text + i, n) != CMD_NONE)
+		return UCI_FORMAT_UCI;
 	for (size_t k = 0; k < 3; k++)
 		if (strlen(json_words[k]) == n &&
 		    memcmp(text + i, json_words[k], n) == 0)
@@ -890,14 +910,14 @@ static struct json_object *value(enum vtype t, const char *v, char **reason)
 	case T_INTS:
 		if (is_int(v))
 			return new_int(v);
-		char *sh = config_shown(v, strlen(v), MAX_SHOWN);
+		char *sh = config_shown(v, strlen(v), CONFIG_MAX_SHOWN);
 		*reason = fmt("expected an integer, got \"%s\"", sh);
 		config_shown_free(sh);
 		return NULL;
 	case T_BOOL:
 		if (parse_bool(v, &b))
 			return json_object_new_boolean(b);
-		sh = config_shown(v, strlen(v), MAX_SHOWN);
+		sh = config_shown(v, strlen(v), CONFIG_MAX_SHOWN);
 		*reason = fmt("expected a boolean (1/0, true/false, yes/no, "
 			      "on/off, enabled/disabled), got \"%s\"", sh);
 		config_shown_free(sh);
@@ -1114,33 +1134,6 @@ static bool convert_sec(struct conv *cv, const struct sec *s)
 	return ok;
 }
 
-static void ignore_error(void *arg, char *line)
-{
-	free(line);
-}
-
-struct json_object *uci_json_from_file(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char *buf = f ? malloc(MAX_FILE + 1) : NULL;
-	size_t len = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
-	struct json_object *root = NULL;
-	struct uci_map *map = NULL;
-	unsigned line;
-
-	if (buf && len <= MAX_FILE && !ferror(f) && !memchr(buf, '\0', len)) {
-		buf[len] = '\0';
-		if (uci_detect(buf, len, &line) == UCI_FORMAT_UCI)
-			root = uci_convert(buf, len, path, &map, ignore_error,
-					   NULL);
-	}
-	uci_map_free(map);
-	free(buf);
-	if (f)
-		fclose(f);
-	return root;
-}
-
 struct json_object *uci_convert(const char *text, size_t len, const char *name,
 				struct uci_map **map, uci_error_fn *err,
 				void *arg)
@@ -1157,7 +1150,7 @@ struct json_object *uci_convert(const char *text, size_t len, const char *name,
 	while (ok && r.pos < r.len)
 		ok = command(&r);
 	free_words(&r);
-	free(r.w);
+	wipe_free(r.w, r.wcap);
 	if (!ok) {
 		free_sections(r.secs);
 		return NULL;

@@ -37,8 +37,9 @@ struct json_object;
 
 enum uci_format {
 	UCI_FORMAT_JSON,    /* '{', or any other start of a JSON value */
-	UCI_FORMAT_UCI,     /* a first word config, package, option or list;
-			     * or only comments */
+	UCI_FORMAT_UCI,     /* a first word config, package, option or list,
+			     * or its first letter (as libuci reads them) */
+	UCI_FORMAT_EMPTY,   /* only blanks and '#' comment lines: either */
 	UCI_FORMAT_UNKNOWN, /* neither */
 };
 
@@ -77,12 +78,6 @@ char *uci_map_locate(const struct uci_map *map, const char *path, bool *drop);
 char *uci_map_section(const struct uci_map *map, const char *path);
 
 void uci_map_free(struct uci_map *map);
-
-/* The JSON tree of a UCI file, read leniently: errors in values are
- * ignored (and left out of the tree). NULL if the file cannot be read, is
- * not UCI, or has a syntax error. For `mpredir status -c FILE`, which
- * needs control.socket only. */
-struct json_object *uci_json_from_file(const char *path);
 
 /* Put error lines "NAME:LINE: ..." in the order of their lines (stable;
  * lines without a line number after them), so that the reader's errors

@@ -140,6 +140,51 @@ def test_check_uci_files(topology, mpredir_bin):
     assert r.stderr == ("%s:2: neither JSON nor UCI: expected '{' (JSON), "
                         "or config or package (UCI)\n" % bad), r.stderr
 
+    # commands shortened to their first letter, the first one included
+    with open(bad, "w") as f:
+        f.write("# short\np mpredir\nc server\n\to address '192.0.2.1'\n"
+                "\to port '1080'\nc firewall\n\tl bypass '10.0.0.0/8'\n")
+    r = check(mpredir_bin, bad)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "%s: valid\n" % bad, r.stdout
+
+    # an empty file (`touch /etc/config/mpredir`) and one of comments
+    # only: one message, that names what is missing
+    for text in ("", "\n", "# config server\n#\toption port '1080'\n"):
+        with open(bad, "w") as f:
+            f.write(text)
+        r = check(mpredir_bin, bad)
+        assert r.returncode == 1, r
+        assert r.stderr == ("%s: empty: no server configured (a JSON object "
+                            "or UCI config sections are expected)\n" % bad), \
+            (text, r.stderr)
+
+
+def test_status_socket_from_file(topology, mpredir_bin):
+    """`mpredir status -c FILE` reads FILE as the daemon does: a UTF-8
+    byte order mark (some editors write one) does not hide control.socket,
+    in UCI or in JSON; the answer names the socket it tried (no daemon
+    listens on it here)."""
+    sock = os.path.join(topology.workdir, "none", "ctl.sock")
+    texts = {
+        "bom.uci": "\ufeffconfig control\n\toption socket '%s'\n" % sock,
+        "bom.json": "\ufeff" + json.dumps({"control": {"socket": sock}}),
+        "short.uci": "c control\n o socket '%s'\n" % sock,
+        "plain.json": json.dumps({"control": {"socket": sock}}),
+    }
+    for name, text in texts.items():
+        path = os.path.join(topology.workdir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        for cmd in ("status", "reload"):
+            r = subprocess.run([mpredir_bin, cmd, "-c", path],
+                               capture_output=True, text=True, timeout=30,
+                               stdin=subprocess.DEVNULL)
+            assert r.returncode == 1, (name, r)
+            assert r.stderr.startswith("mpredir %s: %s: No such file or "
+                                       "directory" % (cmd, sock)), \
+                (name, r.stderr)
+
 
 def test_daemon_runs_and_reloads_uci(topology, socks, mpredir_bin):
     """A daemon started with a UCI file relays a LAN flow through a SOCKS

@@ -13,14 +13,13 @@
  *  3. by uci_convert() directly (when the input has no NUL byte): every
  *     JSON path of the tree it returns is located, as one printable line
  *     "NAME:LINE: ..." with a line of the text.
- * uci_detect() runs on the raw input. ASan's leak check sees what the free
- * functions miss. */
+ * uci_detect() runs on the raw input (a format, a line of the input).
+ * ASan's leak check sees what the free functions miss. */
 #include <json-c/json.h>
 
 #include "uci.h"
 
-/* fuzz_config's checks (check_errors, check_config), without its entry
- * point. */
+/* fuzz_config's checks (parse_checked), without its entry point. */
 #define LLVMFuzzerTestOneInput fuzz_config_one_input
 #include "fuzz_config.c"
 #undef LLVMFuzzerTestOneInput
@@ -81,6 +80,12 @@ static void locate_all(const struct uci_map *map, const char *path,
 	}
 }
 
+/* An error line of config_parse_string(); arg: the number of lines. */
+static void config_place(const char *line, void *arg)
+{
+	check_place(line, "(config)", *(size_t *)arg);
+}
+
 static void count_error(void *arg, char *line)
 {
 	size_t *lines = arg;
@@ -94,7 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	unsigned line;
-	(void)uci_detect((const char *)data, size, &line);
+	enum uci_format f = uci_detect((const char *)data, size, &line);
+	FUZZ_CHECK(f <= UCI_FORMAT_UNKNOWN && line >= 1 && line <= size + 1);
 
 	char *text = malloc(sizeof(PREFIX) + size);
 	if (!text)
@@ -104,20 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[sizeof(PREFIX) - 1 + size] = '\0';
 	size_t lines = n_lines(text);
 
-	struct config_errors errs = { 0 };
-	struct config *cfg = config_parse_string(text, &errs);
-	bool parsed = cfg != NULL;
-	check_errors(cfg, &errs);
-	if (cfg)
-		check_config(cfg);
-	for (size_t i = 0; i < errs.n; i++)
-		check_place(errs.lines[i], "(config)", lines);
-	config_free(cfg);
-	config_errors_free(&errs);
-
-	struct config *again = config_parse_string(text, NULL);
-	FUZZ_CHECK((again != NULL) == parsed);
-	config_free(again);
+	(void)parse_checked(text, config_place, &lines);
 
 	if (!memchr(data, '\0', size)) {
 		struct uci_map *map = NULL;

@@ -989,8 +989,10 @@ static void test_duplicates(void)
 
 static void test_syntax(void)
 {
-	REJECTS("", "(config): empty (a JSON object is expected)");
-	REJECTS(" \n\t\r\n", "(config): empty (a JSON object is expected)");
+	REJECTS("", "(config): empty: no server configured (a JSON "
+		"object or UCI config sections are expected)");
+	REJECTS(" \n\t\r\n", "(config): empty: no server configured (a JSON "
+		"object or UCI config sections are expected)");
 	REJECTS("{\n  'servers': [\n    {'address': 'h' 'port': 1}\n  ]\n}\n",
 		"(config):3:21: invalid JSON: object value separator ',' "
 		"expected");
@@ -1129,7 +1131,8 @@ static void test_files(void)
 	/* Empty file; one with only spaces. */
 	path = write_file("empty.json", "", 0);
 	cfg = config_load_file(path, &errs);
-	if (asprintf(&line, "%s: empty (a JSON object is expected)", path) < 0)
+	if (asprintf(&line, "%s: empty: no server configured (a JSON object "
+		     "or UCI config sections are expected)", path) < 0)
 		line = NULL;
 	CHECK(one_error(cfg, &errs, line));
 	config_errors_free(&errs);

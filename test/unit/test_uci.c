@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "check.h"
 #include "config.h"
 #include "uci.h"
@@ -61,6 +63,9 @@ static void rejects(const char *doc, const char *const *want, size_t n,
 	static const char *const want_[] = { __VA_ARGS__ }; \
 	rejects(doc, want_, sizeof(want_) / sizeof(*want_), __LINE__); \
 } while (0)
+
+#define EMPTY "(config): empty: no server configured (a JSON object or " \
+	"UCI config sections are expected)"
 
 #define SRV "config server\n\toption address '192.0.2.1'\n\toption port 1080\n"
 
@@ -132,6 +137,18 @@ static void test_commands(void)
 	      c->servers[1].port == 2);
 	CHECK(c && c->listen_port == 1099);
 	config_free(c);
+	/* a short command first, as libuci reads it (the format is told by
+	 * the same table as the reader's) */
+	c = ACCEPTS("c server\n o address 192.0.2.1\n o port 1\n");
+	CHECK(c && c->n_servers == 1 && c->servers[0].port == 1);
+	config_free(c);
+	c = ACCEPTS("# short\np mpredir\n" SRV);
+	CHECK(c && c->n_servers == 1);
+	config_free(c);
+	REJECTS("o port 1\n", "(config):1: option before the first section (a "
+		"config line must come first)");
+	REJECTS("\n l bypass x\n", "(config):2: list before the first section "
+		"(a config line must come first)");
 	/* a UTF-8 byte order mark, as for JSON */
 	c = ACCEPTS("\xef\xbb\xbf" SRV);
 	CHECK(c && c->n_servers == 1);
@@ -326,13 +343,53 @@ static void test_syntax_errors(void)
 	      strcmp(errs.lines[0], "(config):1: neither JSON nor UCI: "
 		     "expected '{' (JSON), or config or package (UCI)") == 0);
 	config_errors_free(&errs);
-	/* only comments: an empty UCI file (libuci's empty package) */
-	REJECTS("# config server\n#\toption port 1\n",
+	/* nothing but blanks and comments: empty, in either format */
+	REJECTS("", EMPTY);
+	REJECTS(" \n\t\r\n", EMPTY);
+	REJECTS("\xef\xbb\xbf", EMPTY);
+	REJECTS("# config server\n#\toption port 1\n", EMPTY);
+	/* a package without sections is not empty: it names what is missing */
+	REJECTS("package mpredir\n",
 		"(config): config server: at least one server is required");
 	CHECK(!config_parse_string("# c\n\n  configure x\n", &errs) &&
 	      errs.n == 1 && strncmp(errs.lines[0], "(config):3: neither", 19)
 	      == 0);
 	config_errors_free(&errs);
+}
+
+static void test_detect(void)
+{
+	static const struct {
+		const char *text;
+		enum uci_format format;
+		unsigned line;
+	} cases[] = {
+		{ "config server\n", UCI_FORMAT_UCI, 1 },
+		{ "c server\n", UCI_FORMAT_UCI, 1 },
+		{ "\n# x\n  p mpredir\n", UCI_FORMAT_UCI, 3 },
+		{ "o port 1\n", UCI_FORMAT_UCI, 1 },
+		{ "l;", UCI_FORMAT_UCI, 1 },
+		{ "list#x", UCI_FORMAT_UCI, 1 },
+		{ "package", UCI_FORMAT_UCI, 1 },
+		{ "{}", UCI_FORMAT_JSON, 1 },
+		{ "\n [1]", UCI_FORMAT_JSON, 2 },
+		{ "null", UCI_FORMAT_JSON, 1 },
+		{ "", UCI_FORMAT_EMPTY, 1 },
+		{ " \t\n\n", UCI_FORMAT_EMPTY, 3 },
+		{ "# a\n#b", UCI_FORMAT_EMPTY, 2 },
+		{ "configure x", UCI_FORMAT_UNKNOWN, 1 },
+		{ "x", UCI_FORMAT_UNKNOWN, 1 },
+		{ "\n\nco", UCI_FORMAT_UNKNOWN, 3 },
+		{ "'config'", UCI_FORMAT_UNKNOWN, 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		unsigned line = 0;
+		enum uci_format f = uci_detect(cases[i].text,
+					       strlen(cases[i].text), &line);
+		CHECK_MSG(f == cases[i].format && line == cases[i].line,
+			  "[%s]: format %d line %u", cases[i].text, (int)f,
+			  line);
+	}
 }
 
 static void test_schema_errors(void)
@@ -570,6 +627,44 @@ static void test_files(void)
 	unlink(path);
 	free(path);
 	free(big);
+
+	/* `mpredir status -c FILE`'s reading: as config_load_file()'s, a
+	 * byte order mark included, in both formats */
+	static const char bom_uci[] = "\xef\xbb\xbf# mpredir\nconfig control\n"
+				      "\toption socket '/run/x.sock'\n"
+				      "config relay\n\toption max_flows lots\n";
+	static const char bom_json[] = "\xef\xbb\xbf{ \"control\": "
+				       "{ \"socket\": \"/run/j.sock\" } }";
+	static const struct {
+		const char *text;
+		size_t len;
+		const char *socket; /* NULL: no tree */
+	} trees[] = {
+		{ bom_uci, sizeof(bom_uci) - 1, "/run/x.sock" },
+		{ bom_json, sizeof(bom_json) - 1, "/run/j.sock" },
+		{ bom_uci + 3, sizeof(bom_uci) - 4, "/run/x.sock" },
+		{ "c control\n o socket /run/s.sock\n", 32, "/run/s.sock" },
+		{ "config control\n\0", 16, NULL },
+		{ "", 0, NULL },
+		{ "config control 'a\n", 18, NULL },
+		{ "hello", 5, NULL },
+	};
+	for (size_t i = 0; i < sizeof(trees) / sizeof(*trees); i++) {
+		path = write_file("tree", trees[i].text, trees[i].len);
+		struct json_object *root = config_tree_from_file(path), *ctl,
+				   *sock;
+		const char *got = root &&
+			json_object_object_get_ex(root, "control", &ctl) &&
+			json_object_object_get_ex(ctl, "socket", &sock) ?
+			json_object_get_string(sock) : NULL;
+		CHECK_MSG(trees[i].socket ? got && !strcmp(got, trees[i].socket)
+					  : !root, "tree %zu: %s", i,
+			  got ? got : "(none)");
+		json_object_put(root);
+		unlink(path);
+		free(path);
+	}
+	CHECK(!config_tree_from_file("/nonexistent/mpredir"));
 	rmdir(dir);
 }
 
@@ -772,6 +867,7 @@ int main(void)
 	test_commands();
 	test_types();
 	test_syntax_errors();
+	test_detect();
 	test_schema_errors();
 	test_structure_errors();
 	test_secrets();
