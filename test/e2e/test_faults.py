@@ -1,0 +1,361 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+r"""Faults, end to end (issue 8): the server killed or black-holed under
+running flows, the daemon out of descriptors, thousands of idle and
+half-closed LAN connections, a LAN client that reads slowly. Each test
+prints the figure it measured (run with -s); doc/reliability.md quotes
+them.
+
+  lan ──── rtr (nft redirect → mpredir) ══ wan1 / wan2 ══ srv (SOCKS5) ── dst
+  clients                                                    dante,    httpd.py,
+                                                             tinysocks holder
+(the full drawing is in test/lib/topo.py)
+
+The LAN clients are small Python programs run in lan (below as text):
+they time what they see (monotonic clock, shared with this process) and
+print one JSON object per event.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import clients
+import mpredir_daemon
+import socks_servers
+import topo as T
+
+sys.path.insert(0, os.path.join(T.REPO_ROOT, "test", "bench"))
+import relay_perf  # noqa: E402  (TINY_SOCKS: a small SOCKS5 server)
+
+MiB = 1 << 20
+BUFFER = 65536  # relay.buffer_size, default
+
+# GET /bytes/N, the body read at RATE bytes/s (0: as fast as it comes);
+# SIGUSR1 switches to full speed. Prints {"event": "body"} once the body
+# flows, then {"event": "end", "how": "eof"|"reset"|..., "t", "body",
+# "sha256"} (body: bytes received; sha256: of those bytes).
+READER = r"""
+import hashlib, json, signal, socket, sys, time
+dst, port, n, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+    float(sys.argv[4])
+fast = [rate <= 0]
+signal.signal(signal.SIGUSR1, lambda *a: fast.__setitem__(0, True))
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+s = socket.create_connection((dst, port), timeout=120)
+s.sendall(b"GET /bytes/%d HTTP/1.0\r\nHost: dst\r\n\r\n" % n)
+head, body, h, how = b"", 0, hashlib.sha256(), None
+t0 = None
+chunk = 65536 if rate <= 0 else int(max(1024, min(65536, rate / 20)))
+while how is None:
+    try:
+        d = s.recv(65536 if fast[0] else chunk)
+    except ConnectionResetError:
+        how = "reset"
+        break
+    except OSError as e:
+        how = "error: %s" % e
+        break
+    if not d:
+        how = "eof"
+        break
+    if t0 is None:
+        head += d
+        if b"\r\n\r\n" not in head:
+            continue
+        head, d = head.split(b"\r\n\r\n", 1)
+        t0 = time.monotonic()
+        out(event="body", t=t0)
+    body += len(d)
+    h.update(d)
+    if not fast[0]:
+        dt = t0 + body / rate - time.monotonic()
+        if dt > 0:
+            time.sleep(dt)
+out(event="end", how=how, t=time.monotonic(), body=body,
+    sha256=h.hexdigest())
+"""
+
+# PUT /upload with a Content-Length it never reaches: sends as fast as it
+# can. Prints {"event": "sending"} after 1 MiB, then {"event": "end",
+# "how": "reset"|"broken pipe"|..., "t", "sent"}.
+WRITER = r"""
+import json, socket, sys, time
+dst, port = sys.argv[1], int(sys.argv[2])
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+s = socket.create_connection((dst, port), timeout=120)
+s.sendall(b"PUT /upload HTTP/1.0\r\nHost: dst\r\nContent-Length: %d\r\n\r\n"
+          % (1 << 40))
+buf, sent, told = b"\x55" * 65536, 0, False
+while True:
+    try:
+        sent += s.send(buf)
+    except ConnectionResetError:
+        how = "reset"
+        break
+    except BrokenPipeError:
+        how = "broken pipe"
+        break
+    except OSError as e:
+        how = "error: %s" % e
+        break
+    if not told and sent >= 1 << 20:
+        out(event="sending", t=time.monotonic())
+        told = True
+out(event="end", how=how, t=time.monotonic(), sent=sent)
+"""
+
+# dst: accepts and holds every connection, never reads, never closes (a
+# far side that keeps its side open).
+HOLDER = r"""
+import resource, socket, sys
+h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
+l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+l.bind(("::", int(sys.argv[1])))
+l.listen(4096)
+held = []
+while True:
+    held.append(l.accept()[0])
+"""
+
+# lan: IDLE connections that never send a byte and HALF that send a line
+# and shut their sending side; then waits (epoll) until each ends or
+# WAIT seconds pass. Prints one JSON object: per group the number that
+# ended by reset / EOF / are still open, and the spread of (end - start):
+# start = connect() returned (idle) or shutdown() returned (half).
+MANY = r"""
+import json, resource, select, socket, sys, time
+dst, port, n_idle, n_half, wait = sys.argv[1], int(sys.argv[2]), \
+    int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
+ep = select.epoll()
+conns = {}
+for i in range(n_idle + n_half):
+    s = socket.create_connection((dst, port), timeout=30)
+    group = "idle" if i < n_idle else "half"
+    if group == "half":
+        s.sendall(b"hello\n")
+        s.shutdown(socket.SHUT_WR)
+    s.setblocking(False)
+    conns[s.fileno()] = [s, group, time.monotonic(), None, None]
+    ep.register(s.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
+print(json.dumps({"event": "open", "t": time.monotonic()}), flush=True)
+deadline = time.monotonic() + wait
+left = len(conns)
+while left and time.monotonic() < deadline:
+    for fd, ev in ep.poll(0.2):
+        c = conns[fd]
+        try:
+            d = c[0].recv(4096)
+            if d:
+                continue
+            how = "eof"
+        except ConnectionResetError:
+            how = "reset"
+        except BlockingIOError:
+            continue
+        c[3], c[4] = how, time.monotonic()
+        ep.unregister(fd)
+        left -= 1
+res = {}
+for g in ("idle", "half"):
+    cs = [c for c in conns.values() if c[1] == g]
+    ended = [c[4] - c[2] for c in cs if c[4] is not None]
+    res[g] = {"n": len(cs), "reset": sum(c[3] == "reset" for c in cs),
+              "eof": sum(c[3] == "eof" for c in cs),
+              "open": sum(c[3] is None for c in cs),
+              "min_s": min(ended) if ended else None,
+              "max_s": max(ended) if ended else None}
+print(json.dumps(res), flush=True)
+"""
+
+
+# ------------------------------------------------------------- helpers
+def fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def plain_build(path):
+    """An ELF without a sanitizer runtime (not ASan, not a wrapper such as
+    valgrind's): its RSS means something."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[:4] == b"\x7fELF" and b"__asan_init" not in data
+
+
+def figure(text):
+    """A measured figure, for doc/reliability.md (shown with -s)."""
+    print("\nFIGURE %s" % text, flush=True)
+
+
+class LanProgram:
+    """A client program run in lan with its real pid (for signals); its
+    JSON lines are read from its log."""
+
+    seq = 0
+
+    def __init__(self, topology, source, *args):
+        LanProgram.seq += 1
+        self.topo = topology
+        self.proc = topology.spawn("lan", [T.PYTHON, "-c", source] +
+                                   [str(a) for a in args],
+                                   "lanprog-%d" % LanProgram.seq)
+
+    def events(self):
+        out = []
+        for line in self.proc.log().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def event(self, name, timeout=30.0):
+        """The first event of that name (waits for it)."""
+        def find():
+            for e in self.events():
+                if e.get("event") == name:
+                    return e
+            if not self.proc.running():
+                raise AssertionError("%s ended without %r:\n%s" % (
+                    self.proc.name, name, self.proc.log()))
+            return None
+        return self.topo.wait_until(find, timeout=timeout, interval=0.01,
+                                    what="%s %s" % (self.proc.name, name))
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        self.proc.stop(timeout=2.0)
+
+
+def ended(m):
+    """The daemon's flows.ended counters."""
+    return m.status()["flows"]["ended"]
+
+
+def settle_fds(topology, m, want, timeout=15.0):
+    """Wait until the daemon holds at most `want` descriptors; return the
+    count."""
+    try:
+        topology.wait_until(lambda: fds(m.pid) <= want, timeout=timeout,
+                            what="descriptors back to %d" % want)
+    except TimeoutError:
+        pass
+    return fds(m.pid)
+
+
+def warm_up(topology, n=3):
+    """A few flows, so that what the daemon allocates once (the workers'
+    read buffers, the loop's arrays) is there before a baseline."""
+    for _ in range(n):
+        r = clients.fetch(topology, "lan", clients.bytes_url(T.DST4, MiB))
+        assert r.ok(MiB), r
+
+
+@pytest.fixture
+def own_dante(topology):
+    """A dante of its own (port 1090, no auth), for a test that kills it."""
+    d = socks_servers.DanteServer(topology, "dante-fault", 1090)
+    d.start()
+    yield d
+    d.stop()
+
+
+def kill_server(server):
+    """SIGKILL every process of the server at once (dante forks: the
+    process that carries a session is a child), as a crash would."""
+    pgid = os.getpgid(server.daemon.pid)
+    assert pgid != os.getpgid(0)
+    os.killpg(pgid, signal.SIGKILL)
+    return time.monotonic()
+
+
+# ------------------------------------------------------------- 1. server killed
+def test_server_killed_during_download(topology, own_dante, mpredir):
+    """dante killed while it sends a download. What the kernel does: the
+    killed process's MPTCP socket has nothing unread (mpredir sent only
+    the request), so it is closed the orderly way: the data it had queued
+    still goes out, then a DATA_FIN (an MPTCP socket closed with unread
+    data sends MP_FASTCLOSE instead: next test). mpredir cannot tell this
+    from a server that finished: it passes the FIN on (a half-close). The
+    client gets every byte the server sent, an intact prefix, then the
+    end of the stream (short of its Content-Length); once it closes, the
+    flow ends "done" and its descriptors are freed."""
+    m = mpredir(servers=[own_dante], upstream={"pool": {"size": 0}})
+    warm_up(topology)
+    base, before = fds(m.pid), ended(m)
+    size = 256 * MiB
+    reader = LanProgram(topology, READER, T.DST4, T.HTTP_PORT, size,
+                        4 * MiB)
+    try:
+        reader.event("body")
+        time.sleep(1.0)
+        t_kill = kill_server(own_dante)
+        reader.signal(signal.SIGUSR1)  # drain at full speed from now on
+        end = reader.event("end", timeout=30)
+    finally:
+        reader.stop()
+    took = end["t"] - t_kill
+    figure("server killed during a download: client saw %s %.3f s after "
+           "the kill, %d bytes of %d, an intact prefix" % (
+               end["how"], took, end["body"], size))
+    assert 0 < end["body"] < size, end
+    assert end["sha256"] == clients.expected_sha256(end["body"]), \
+        "the bytes received are not the stream's prefix"
+    assert end["how"] in ("eof", "reset"), end
+    assert took < 1.0, "the end of the stream took %.2f s" % took
+    reason = "done" if end["how"] == "eof" else "server_reset"
+    topology.wait_until(lambda: m.status()["flows"]["now"] == 0, timeout=10,
+                        what="the flow freed")
+    assert ended(m) == dict(before, **{reason: before[reason] + 1})
+    assert settle_fds(topology, m, base) == base
+
+
+def test_server_killed_during_upload(topology, own_dante, mpredir):
+    """dante killed while it receives an upload: its MPTCP socket has
+    unread bytes, so the kernel sends MP_FASTCLOSE (and RST on the
+    subflows); mpredir's recv/send fails with ECONNRESET and it resets the
+    LAN side (SO_LINGER 0): the client sees a reset, within 1 s."""
+    m = mpredir(servers=[own_dante], upstream={"pool": {"size": 0}})
+    warm_up(topology)
+    base, before = fds(m.pid), ended(m)
+    writer = LanProgram(topology, WRITER, T.DST4, T.HTTP_PORT)
+    try:
+        writer.event("sending")
+        time.sleep(1.0)
+        t_kill = kill_server(own_dante)
+        end = writer.event("end", timeout=30)
+    finally:
+        writer.stop()
+    took = end["t"] - t_kill
+    figure("server killed during an upload: client saw %s %.3f s after "
+           "the kill (%d bytes sent)" % (end["how"], took, end["sent"]))
+    assert end["how"] in ("reset", "broken pipe"), end
+    assert took < 1.0, "the reset took %.2f s" % took
+    assert m.wait_log(r"server side reset: Connection reset by peer")
+    topology.wait_until(lambda: m.status()["flows"]["now"] == 0, timeout=10,
+                        what="the flow freed")
+    assert ended(m) == dict(before, server_reset=before["server_reset"] + 1)
+    assert settle_fds(topology, m, base) == base
