@@ -266,12 +266,15 @@ def settle_fds(topology, m, want, timeout=15.0):
     return fds(m.pid)
 
 
-def warm_up(topology, n=3):
+def warm_up(topology, m, n=3):
     """A few flows, so that what the daemon allocates once (the workers'
-    read buffers, the loop's arrays) is there before a baseline."""
+    read buffers, the loop's arrays) is there before a baseline; returns
+    once the daemon has ended them."""
     for _ in range(n):
         r = clients.fetch(topology, "lan", clients.bytes_url(T.DST4, MiB))
         assert r.ok(MiB), r
+    topology.wait_until(lambda: m.status()["flows"]["now"] == 0, timeout=10,
+                        what="warm-up flows ended")
 
 
 @pytest.fixture
@@ -304,7 +307,7 @@ def test_server_killed_during_download(topology, own_dante, mpredir):
     end of the stream (short of its Content-Length); once it closes, the
     flow ends "done" and its descriptors are freed."""
     m = mpredir(servers=[own_dante], upstream={"pool": {"size": 0}})
-    warm_up(topology)
+    warm_up(topology, m)
     base, before = fds(m.pid), ended(m)
     size = 256 * MiB
     reader = LanProgram(topology, READER, T.DST4, T.HTTP_PORT, size,
@@ -339,7 +342,7 @@ def test_server_killed_during_upload(topology, own_dante, mpredir):
     subflows); mpredir's recv/send fails with ECONNRESET and it resets the
     LAN side (SO_LINGER 0): the client sees a reset, within 1 s."""
     m = mpredir(servers=[own_dante], upstream={"pool": {"size": 0}})
-    warm_up(topology)
+    warm_up(topology, m)
     base, before = fds(m.pid), ended(m)
     writer = LanProgram(topology, WRITER, T.DST4, T.HTTP_PORT)
     try:
@@ -359,3 +362,77 @@ def test_server_killed_during_upload(topology, own_dante, mpredir):
                         what="the flow freed")
     assert ended(m) == dict(before, server_reset=before["server_reset"] + 1)
     assert settle_fds(topology, m, base) == base
+
+
+# ------------------------------------------------------------- 2. black hole
+HANDSHAKE_MS = 1500
+IDLE_S = 10  # relay.idle_timeout_s: its minimum
+
+
+def test_server_black_holed(topology, socks, mpredir):
+    """Every packet to and from srv dropped (nft on srv's WAN links,
+    carriers up). New flows: the SYN gets no answer; each LAN client is
+    reset at handshake_timeout_ms (connect_timeout_ms is the same here:
+    one server, nothing else to try). An established download stalls: no
+    byte moves either way, and the idle timeout resets both sides
+    (between 1 and 1.25 times idle_timeout_s after the last byte; with the
+    default 3600 s the upstream's TCP keepalive, 60 s + 6 probes 10 s
+    apart, may end it first). No descriptor is left behind, and the first
+    flow after the black hole lifts works."""
+    m = mpredir(servers=[socks["dante-none"]],
+                upstream={"pool": {"size": 0},
+                          "connect_timeout_ms": HANDSHAKE_MS,
+                          "handshake_timeout_ms": HANDSHAKE_MS},
+                relay={"idle_timeout_s": IDLE_S})
+    warm_up(topology, m)
+    base, before = fds(m.pid), ended(m)
+    reader = LanProgram(topology, READER, T.DST4, T.HTTP_PORT, 256 * MiB,
+                        2 * MiB)
+    try:
+        reader.event("body")
+        time.sleep(0.5)
+        t_hole = time.monotonic()
+        for link in T.WAN_IFS:
+            topology.blackhole(link)
+        reader.signal(signal.SIGUSR1)  # take what is already on its way
+        n_new = 4
+        results = [None] * n_new
+
+        def one(i):
+            results[i] = clients.fetch(topology, "lan",
+                                       clients.bytes_url(T.DST4, 1000),
+                                       timeout=30)
+        threads = [threading.Thread(target=one, args=(i,))
+                   for i in range(n_new)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        end = reader.event("end", timeout=3 * IDLE_S)
+        during = fds(m.pid)
+    finally:
+        for link in T.WAN_IFS:
+            topology.blackhole(link, on=False)
+        reader.stop()
+    took = [r.elapsed for r in results]
+    figure("server black-holed: %d new flows reset after %.2f-%.2f s "
+           "(handshake_timeout_ms %d); the running download saw %s %.1f s "
+           "after the black hole (idle_timeout_s %d)" % (
+               n_new, min(took), max(took), HANDSHAKE_MS, end["how"],
+               end["t"] - t_hole, IDLE_S))
+    for r in results:
+        assert r.rc == 56 and "reset" in r.stderr.lower(), r
+        assert HANDSHAKE_MS / 1000 - 0.1 <= r.elapsed < \
+            HANDSHAKE_MS / 1000 + 2.0, r
+    assert end["how"] == "reset", end
+    assert end["sha256"] == clients.expected_sha256(end["body"])
+    assert IDLE_S <= end["t"] - t_hole < 1.25 * IDLE_S + 3, end
+    after = ended(m)
+    assert after["setup_timeout"] - before["setup_timeout"] == n_new, after
+    assert after["idle_timeout"] - before["idle_timeout"] == 1, after
+    assert m.status()["flows"]["now"] == 0
+    left = settle_fds(topology, m, base)
+    figure("server black-holed: daemon descriptors %d before, %d at the "
+           "end, %d after" % (base, during, left))
+    assert left == base
+    warm_up(topology, m, 1)
