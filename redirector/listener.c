@@ -131,7 +131,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		case ENFILE:
 		case ENOBUFS:
 		case ENOMEM:
-			log_limited(&accept_limit, ev_now(loop), LOG_LVL_WARN,
+			log_limited(&flow_shortage_limit, ev_now(loop),
+				    LOG_LVL_WARN,
 				    "accept: %s: resetting new connections",
 				    strerror(errno));
 			l->env->stats.refused_nofd++;

@@ -255,15 +255,24 @@ def ended(m):
     return m.status()["flows"]["ended"]
 
 
+def flow_fds(m):
+    """The daemon's descriptors, less its warm pool's connections (which
+    come and go by themselves): what flows would leave behind shows."""
+    pooled = 0
+    for s in m.status()["servers"]:
+        if s.get("pool"):
+            pooled += s["pool"]["ready"] + s["pool"]["opening"]
+    return fds(m.pid) - pooled
+
+
 def settle_fds(topology, m, want, timeout=15.0):
-    """Wait until the daemon holds at most `want` descriptors; return the
-    count."""
+    """Wait until flow_fds() is back to `want`; return it."""
     try:
-        topology.wait_until(lambda: fds(m.pid) <= want, timeout=timeout,
+        topology.wait_until(lambda: flow_fds(m) == want, timeout=timeout,
                             what="descriptors back to %d" % want)
     except TimeoutError:
         pass
-    return fds(m.pid)
+    return flow_fds(m)
 
 
 def warm_up(topology, m, n=3):
@@ -308,7 +317,7 @@ def test_server_killed_during_download(topology, own_dante, mpredir):
     flow ends "done" and its descriptors are freed."""
     m = mpredir(servers=[own_dante], upstream={"pool": {"size": 0}})
     warm_up(topology, m)
-    base, before = fds(m.pid), ended(m)
+    base, before = flow_fds(m), ended(m)
     size = 256 * MiB
     reader = LanProgram(topology, READER, T.DST4, T.HTTP_PORT, size,
                         4 * MiB)
@@ -343,7 +352,7 @@ def test_server_killed_during_upload(topology, own_dante, mpredir):
     LAN side (SO_LINGER 0): the client sees a reset, within 1 s."""
     m = mpredir(servers=[own_dante], upstream={"pool": {"size": 0}})
     warm_up(topology, m)
-    base, before = fds(m.pid), ended(m)
+    base, before = flow_fds(m), ended(m)
     writer = LanProgram(topology, WRITER, T.DST4, T.HTTP_PORT)
     try:
         writer.event("sending")
@@ -385,7 +394,7 @@ def test_server_black_holed(topology, socks, mpredir):
                           "handshake_timeout_ms": HANDSHAKE_MS},
                 relay={"idle_timeout_s": IDLE_S})
     warm_up(topology, m)
-    base, before = fds(m.pid), ended(m)
+    base, before = flow_fds(m), ended(m)
     reader = LanProgram(topology, READER, T.DST4, T.HTTP_PORT, 256 * MiB,
                         2 * MiB)
     try:
@@ -436,3 +445,129 @@ def test_server_black_holed(topology, socks, mpredir):
            "end, %d after" % (base, during, left))
     assert left == base
     warm_up(topology, m, 1)
+
+
+# ------------------------------------------------------------- 3. fd limit
+# lan: opens connections to the banner service (server speaks first) one
+# after another, keeping each that gets the banner (a relaying flow),
+# until MISSES in a row are refused; prints {"event": "full", "held",
+# "refused"}; on SIGUSR1 closes them all and prints {"event": "freed",
+# "t"}, then exits.
+FILLER = r"""
+import json, signal, socket, sys, time
+dst, port, misses = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+held, refused, row = [], 0, 0
+while row < misses and len(held) < 1000:
+    try:
+        s = socket.create_connection((dst, port), timeout=10)
+        if s.recv(100).startswith(b"220"):
+            held.append(s)
+            row = 0
+            continue
+        s.close()
+    except (ConnectionResetError, ConnectionRefusedError, socket.timeout):
+        pass
+    refused += 1
+    row += 1
+go = []
+signal.signal(signal.SIGUSR1, lambda *a: go.append(1))
+out(event="full", held=len(held), refused=refused)
+while not go:
+    time.sleep(0.01)
+t = time.monotonic()
+for s in held:
+    s.close()
+out(event="freed", t=t)
+"""
+
+NOFILE = 128
+# log lines about running short of descriptors
+SHORT_RX = re.compile(r"descriptors|Too many open files|suppressed")
+
+
+def log_times(log, rx):
+    """Seconds (of the day) of the log lines that match rx."""
+    out = []
+    for line in log.splitlines():
+        m = re.match(r"(\d\d):(\d\d):(\d\d\.\d+) ", line)
+        if m and rx.search(line):
+            h, mi, s = m.groups()
+            out.append(int(h) * 3600 + int(mi) * 60 + float(s))
+    return out
+
+
+def test_descriptor_limit(topology, socks, mpredir, tmp_path):
+    """The daemon under `ulimit -n 128` (soft and hard: it raises its
+    soft limit to the hard one). Flows open until descriptors run out;
+    then new LAN connections are reset at once, the downloads that were
+    running finish intact, the shortage is logged at most once a second,
+    and once the held connections close, the next flow works (within
+    1 s)."""
+    wrapper = tmp_path / "mpredir-nofile"
+    wrapper.write_text('#!/bin/sh\nexec prlimit --nofile=%d:%d -- %s "$@"\n'
+                       % (NOFILE, NOFILE, mpredir_daemon.binary_path()))
+    wrapper.chmod(0o755)
+    m = mpredir(servers=[socks["dante-none"]], binary=str(wrapper),
+                level="info")
+    warm_up(topology, m)
+    base = flow_fds(m)
+    size, results = 24 * MiB, []
+
+    def download(dst):
+        results.append(clients.fetch(topology, "lan",
+                                     clients.bytes_url(dst, size),
+                                     args=["--limit-rate", "3M"]))
+    running = [threading.Thread(target=download, args=(d,))
+               for d in (T.DST4, T.DST6)]
+    for t in running:
+        t.start()
+    topology.wait_until(lambda: m.status()["flows"]["now"] >= 2, timeout=10,
+                        what="downloads running")
+    log_from = len(m.log())
+    filler = LanProgram(topology, FILLER, T.DST4, T.BANNER_PORT, 10)
+    try:
+        full = filler.event("full", timeout=60)
+        at_limit = fds(m.pid)
+        # new flows while full: each reset at once
+        tries = []
+        for _ in range(8):
+            tries.append(clients.fetch(topology, "lan",
+                                       clients.bytes_url(T.DST4, 1000),
+                                       timeout=10))
+            time.sleep(0.25)
+        filler.signal(signal.SIGUSR1)
+        t_free = filler.event("freed")["t"]
+        t_ok = topology.wait_until(
+            lambda: clients.fetch(topology, "lan", clients.bytes_url(
+                T.DST4, MiB), timeout=10).ok(MiB) and time.monotonic(),
+            timeout=10, interval=0.01, what="service back")
+    finally:
+        filler.stop()
+    for t in running:
+        t.join()
+    log = m.log()[log_from:]
+    short = log_times(log, SHORT_RX)
+    span = (short[-1] - short[0]) if short else 0
+    gaps = [b - a for a, b in zip(short, short[1:])]
+    st = m.status()["flows"]
+    figure("descriptor limit %d: %d flows held (daemon at %d descriptors), "
+           "then %d of %d new connections reset in %.3f-%.3f s; %d log "
+           "lines about it over %.1f s (smallest gap %.2f s); service back "
+           "%.3f s after the held connections closed" % (
+               NOFILE, full["held"], at_limit, sum(not r.ok(1000)
+                                                   for r in tries),
+               len(tries), min(r.elapsed for r in tries),
+               max(r.elapsed for r in tries), len(short), span,
+               min(gaps) if gaps else 0, t_ok - t_free))
+    print("counters: ended %s, refused %s" % (st["ended"], st["refused"]))
+    print("\n".join(l for l in log.splitlines() if SHORT_RX.search(l)))
+    assert full["held"] >= 20, full
+    assert all(r.ok(size) for r in results), results
+    for r in tries:
+        assert r.rc in (7, 56) and r.elapsed < 1.0, r
+    assert short, "the shortage was not logged"
+    assert all(g >= 0.9 for g in gaps), gaps
+    assert t_ok - t_free < 1.0
+    assert settle_fds(topology, m, base) == base
