@@ -210,6 +210,10 @@ static void on_relay(struct ev_loop *loop, struct relay *r,
 
 	switch (ev) {
 	case RELAY_EV_HALF:
+		/* The FIN passed on is progress: the half-close limit runs
+		 * from it, not from a last byte that may be long past (a
+		 * client that reads its last bytes slowly, then closes). */
+		f->last_active = ev_now(loop);
 		arm_idle(loop, f);
 		return;
 	case RELAY_EV_DONE:

@@ -113,8 +113,9 @@ while True:
 out(event="end", how=how, t=time.monotonic(), sent=sent)
 """
 
-# dst: accepts and holds every connection, never reads, never closes (a
-# far side that keeps its side open).
+# dst: accepts and holds every connection, sends one line ("hi\n": the
+# client then knows its flow relays), never reads, never closes (a far
+# side that keeps its side open).
 HOLDER = r"""
 import resource, socket, sys
 h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -126,14 +127,17 @@ l.bind(("::", int(sys.argv[1])))
 l.listen(4096)
 held = []
 while True:
-    held.append(l.accept()[0])
+    c = l.accept()[0]
+    c.send(b"hi\n")
+    held.append(c)
 """
 
 # lan: IDLE connections that never send a byte and HALF that send a line
-# and shut their sending side; then waits (epoll) until each ends or
-# WAIT seconds pass. Prints one JSON object: per group the number that
-# ended by reset / EOF / are still open, and the spread of (end - start):
-# start = connect() returned (idle) or shutdown() returned (half).
+# and shut their sending side once the holder's line is in; then waits
+# (epoll) until each ends or WAIT seconds pass. Prints one JSON object:
+# per group the number that ended by reset / EOF / are still open, and the
+# spread of (end - start): start = the holder's line arrived (idle) or
+# shutdown() returned (half): the flow's last byte.
 MANY = r"""
 import json, resource, select, socket, sys, time
 dst, port, n_idle, n_half, wait = sys.argv[1], int(sys.argv[2]), \
@@ -141,17 +145,13 @@ dst, port, n_idle, n_half, wait = sys.argv[1], int(sys.argv[2]), \
 h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
 ep = select.epoll()
-conns = {}
+conns = {}   # fd -> [socket, group, start, how, end]
 for i in range(n_idle + n_half):
     s = socket.create_connection((dst, port), timeout=30)
-    group = "idle" if i < n_idle else "half"
-    if group == "half":
-        s.sendall(b"hello\n")
-        s.shutdown(socket.SHUT_WR)
     s.setblocking(False)
-    conns[s.fileno()] = [s, group, time.monotonic(), None, None]
+    conns[s.fileno()] = [s, "idle" if i < n_idle else "half", None, None,
+                         None]
     ep.register(s.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
-print(json.dumps({"event": "open", "t": time.monotonic()}), flush=True)
 deadline = time.monotonic() + wait
 left = len(conns)
 while left and time.monotonic() < deadline:
@@ -160,6 +160,11 @@ while left and time.monotonic() < deadline:
         try:
             d = c[0].recv(4096)
             if d:
+                if c[2] is None:
+                    if c[1] == "half":
+                        c[0].send(b"hello\n")
+                        c[0].shutdown(socket.SHUT_WR)
+                    c[2] = time.monotonic()
                 continue
             how = "eof"
         except ConnectionResetError:
@@ -172,12 +177,13 @@ while left and time.monotonic() < deadline:
 res = {}
 for g in ("idle", "half"):
     cs = [c for c in conns.values() if c[1] == g]
-    ended = [c[4] - c[2] for c in cs if c[4] is not None]
+    ended = [c[4] - c[2] for c in cs if c[4] is not None and c[2]]
     res[g] = {"n": len(cs), "reset": sum(c[3] == "reset" for c in cs),
               "eof": sum(c[3] == "eof" for c in cs),
               "open": sum(c[3] is None for c in cs),
-              "min_s": min(ended) if ended else None,
-              "max_s": max(ended) if ended else None}
+              "never_relayed": sum(c[2] is None for c in cs),
+              "min_s": round(min(ended), 3) if ended else None,
+              "max_s": round(max(ended), 3) if ended else None}
 print(json.dumps(res), flush=True)
 """
 
@@ -571,3 +577,83 @@ def test_descriptor_limit(topology, socks, mpredir, tmp_path):
     assert all(g >= 0.9 for g in gaps), gaps
     assert t_ok - t_free < 1.0
     assert settle_fds(topology, m, base) == base
+
+
+# ------------------------------------------------------------- 4. idle, half-closed
+N_IDLE = N_HALF = 1000
+HALF_S = 2  # relay.half_close_timeout_s
+HOLD_PORT = 7007
+TINY_PORT = 1095
+
+
+@pytest.fixture
+def tiny_socks(topology):
+    """relay_perf's small SOCKS5 server (asyncio, relays half-closes) under
+    mptcpize: thousands of sessions without dante's process per few."""
+    d = topology.spawn("srv", ["mptcpize", "run", T.PYTHON, "-c",
+                               relay_perf.TINY_SOCKS, T.SERVICE4,
+                               str(TINY_PORT)], "tinysocks-faults")
+    topology.wait_for_port("srv", T.SERVICE4, TINY_PORT, proc=d)
+    yield {"address": T.SERVICE4, "port": TINY_PORT}
+    d.stop()
+
+
+@pytest.fixture
+def holder(topology):
+    """A destination that holds every connection open and never reads."""
+    d = topology.spawn("dst", [T.PYTHON, "-c", HOLDER, str(HOLD_PORT)],
+                       "holder")
+    topology.wait_for_port("dst", None, HOLD_PORT, proc=d)
+    yield d
+    d.stop()
+
+
+def test_idle_and_half_closed_reaped(topology, socks, mpredir, tiny_socks,
+                                     holder):
+    """1,000 LAN connections that never send a byte and 1,000 that send a
+    line and shut their sending side (the destination keeps its side
+    open): the half-closed ones are reset between 1 and 1.25 times
+    half_close_timeout_s after their last byte, the idle ones between 1
+    and 1.25 times idle_timeout_s after they start; a download running
+    meanwhile arrives intact; the daemon's descriptors return to their
+    count before."""
+    m = mpredir(servers=[tiny_socks], level="info",
+                upstream={"pool": {"size": 0}},
+                relay={"idle_timeout_s": IDLE_S,
+                       "half_close_timeout_s": HALF_S,
+                       "max_flows": N_IDLE + N_HALF + 100})
+    warm_up(topology, m)
+    base, before = flow_fds(m), ended(m)
+    size, result = 40 * MiB, []
+    dl = threading.Thread(target=lambda: result.append(clients.fetch(
+        topology, "lan", clients.bytes_url(T.DST4, size),
+        args=["--limit-rate", "2M"], timeout=120)))
+    dl.start()
+    try:
+        r = topology.run("lan", [T.PYTHON, "-c", MANY, T.DST4, HOLD_PORT,
+                                 N_IDLE, N_HALF, 4 * IDLE_S], timeout=300)
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        dl.join()
+    topology.wait_until(lambda: m.status()["flows"]["now"] == 0, timeout=30,
+                        what="every flow ended")
+    after = ended(m)
+    left = settle_fds(topology, m, base)
+    figure("idle and half-closed: %s; the download alongside %s; daemon "
+           "descriptors %d before, %d after" % (
+               json.dumps(res), "intact" if result[0].ok(size) else
+               "BROKEN", base, left))
+    idle, half = res["idle"], res["half"]
+    assert idle["reset"] == N_IDLE and half["reset"] == N_HALF, res
+    # (a timer's 1-1.25 times the limit, plus a loaded machine's delays)
+    assert 0.9 * HALF_S <= half["min_s"] and \
+        half["max_s"] <= 1.25 * HALF_S + 3, half
+    assert 0.9 * IDLE_S <= idle["min_s"] and \
+        idle["max_s"] <= 1.25 * IDLE_S + 3, idle
+    assert result[0].ok(size), result[0]
+    assert after["idle_timeout"] - before["idle_timeout"] == \
+        N_IDLE + N_HALF, after
+    assert after["done"] - before["done"] == 1, after  # the download
+    assert sum(after.values()) - sum(before.values()) == \
+        N_IDLE + N_HALF + 1, after
+    assert left == base
