@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -188,7 +187,7 @@ print(json.dumps(res), flush=True)
 """
 
 
-# ------------------------------------------------------------- helpers
+# ---------------------------------------------------- helpers
 def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -310,7 +309,7 @@ def kill_server(server):
     return time.monotonic()
 
 
-# ------------------------------------------------------------- 1. server killed
+# ---------------------------------------------------- 1. server killed
 def test_server_killed_during_download(topology, own_dante, mpredir):
     """dante killed while it sends a download. What the kernel does: the
     killed process's MPTCP socket has nothing unread (mpredir sent only
@@ -379,7 +378,7 @@ def test_server_killed_during_upload(topology, own_dante, mpredir):
     assert settle_fds(topology, m, base) == base
 
 
-# ------------------------------------------------------------- 2. black hole
+# ---------------------------------------------------- 2. black hole
 HANDSHAKE_MS = 1500
 IDLE_S = 10  # relay.idle_timeout_s: its minimum
 
@@ -453,7 +452,7 @@ def test_server_black_holed(topology, socks, mpredir):
     warm_up(topology, m, 1)
 
 
-# ------------------------------------------------------------- 3. fd limit
+# ---------------------------------------------------- 3. fd limit
 # lan: opens connections to the banner service (server speaks first) one
 # after another, keeping each that gets the banner (a relaying flow),
 # until MISSES in a row are refused; prints {"event": "full", "held",
@@ -579,7 +578,7 @@ def test_descriptor_limit(topology, socks, mpredir, tmp_path):
     assert settle_fds(topology, m, base) == base
 
 
-# ------------------------------------------------------------- 4. idle, half-closed
+# ---------------------------------------------------- 4. idle, half-closed
 N_IDLE = N_HALF = 1000
 HALF_S = 2  # relay.half_close_timeout_s
 HOLD_PORT = 7007
@@ -659,7 +658,7 @@ def test_idle_and_half_closed_reaped(topology, socks, mpredir, tiny_socks,
     assert left == base
 
 
-# ------------------------------------------------------------- 5. slow reader
+# ---------------------------------------------------- 5. slow reader
 SLOW_RATE = 10_000   # bytes/s
 SLOW_FOR = 25        # seconds
 
