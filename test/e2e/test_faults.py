@@ -48,7 +48,7 @@ fast = [rate <= 0]
 signal.signal(signal.SIGUSR1, lambda *a: fast.__setitem__(0, True))
 def out(**kw):
     print(json.dumps(kw), flush=True)
-s = socket.create_connection((dst, port), timeout=120)
+s = socket.create_connection((dst, port), timeout=600)
 s.sendall(b"GET /bytes/%d HTTP/1.0\r\nHost: dst\r\n\r\n" % n)
 head, body, h, how = b"", 0, hashlib.sha256(), None
 t0 = None
