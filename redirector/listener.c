@@ -113,6 +113,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listener *l = (struct listener *)w; /* io is the first member */
 
+	/* The reserve is lost when another thread took the descriptor that
+	 * refuse_one() freed: take it back as soon as there is one. */
+	if (l->reserve_fd < 0)
+		l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		union sockaddr_any peer;
 		socklen_t len = sizeof(peer);

@@ -208,6 +208,13 @@ def plain_build(path):
     return data[:4] == b"\x7fELF" and b"__asan_init" not in data
 
 
+def under_valgrind(path):
+    """The daemon run by a valgrind wrapper (test/tools/valgrind-mpredir)."""
+    with open(path, "rb") as f:
+        data = f.read(4096)
+    return not data.startswith(b"\x7fELF") and b"valgrind" in data
+
+
 def figure(text):
     """A measured figure, for doc/reliability.md (shown with -s)."""
     print("\nFIGURE %s" % text, flush=True)
@@ -487,6 +494,30 @@ for s in held:
 out(event="freed", t=t)
 """
 
+# lan: N connections, INTERVAL s apart: each sends a GET and reads; prints
+# a JSON list of [how, seconds] with how "reset" (on connect or read),
+# "eof" (an orderly close: no reply), "reply" or an error's text.
+PROBES = r"""
+import json, socket, sys, time
+dst, port, n, interval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+    float(sys.argv[4])
+out = []
+for i in range(n):
+    t0 = time.monotonic()
+    try:
+        s = socket.create_connection((dst, port), timeout=10)
+        s.sendall(b"GET /bytes/1000 HTTP/1.0\r\nHost: dst\r\n\r\n")
+        how = "reply" if s.recv(100) else "eof"
+        s.close()
+    except ConnectionResetError:
+        how = "reset"
+    except OSError as e:
+        how = str(e)
+    out.append([how, time.monotonic() - t0])
+    time.sleep(interval)
+print(json.dumps(out), flush=True)
+"""
+
 NOFILE = 128
 # log lines about running short of descriptors
 SHORT_RX = re.compile(r"descriptors|Too many open files|suppressed")
@@ -503,7 +534,7 @@ def log_times(log, rx):
     return out
 
 
-def test_descriptor_limit(topology, socks, mpredir, tmp_path):
+def test_descriptor_limit(topology, socks, mpredir, mpredir_bin, tmp_path):
     """The daemon under `ulimit -n 128` (soft and hard: it raises its
     soft limit to the hard one). Flows open until descriptors run out;
     then new LAN connections are reset at once, the downloads that were
@@ -536,12 +567,9 @@ def test_descriptor_limit(topology, socks, mpredir, tmp_path):
         full = filler.event("full", timeout=60)
         at_limit = fds(m.pid)
         # new flows while full: each reset at once
-        tries = []
-        for _ in range(8):
-            tries.append(clients.fetch(topology, "lan",
-                                       clients.bytes_url(T.DST4, 1000),
-                                       timeout=10))
-            time.sleep(0.25)
+        r = topology.run("lan", [T.PYTHON, "-c", PROBES, T.DST4,
+                                 T.HTTP_PORT, 8, 0.25], timeout=120)
+        tries = json.loads(r.stdout)
         filler.signal(signal.SIGUSR1)
         t_free = filler.event("freed")["t"]
         t_ok = topology.wait_until(
@@ -561,17 +589,22 @@ def test_descriptor_limit(topology, socks, mpredir, tmp_path):
            "then %d of %d new connections reset in %.3f-%.3f s; %d log "
            "lines about it over %.1f s (smallest gap %.2f s); service back "
            "%.3f s after the held connections closed" % (
-               NOFILE, full["held"], at_limit, sum(not r.ok(1000)
-                                                   for r in tries),
-               len(tries), min(r.elapsed for r in tries),
-               max(r.elapsed for r in tries), len(short), span,
+               NOFILE, full["held"], at_limit,
+               sum(how == "reset" for how, _ in tries), len(tries),
+               min(t for _, t in tries), max(t for _, t in tries),
+               len(short), span,
                min(gaps) if gaps else 0, t_ok - t_free))
     print("counters: ended %s, refused %s" % (st["ended"], st["refused"]))
     print("\n".join(l for l in log.splitlines() if SHORT_RX.search(l)))
     assert full["held"] >= 20, full
     assert all(r.ok(size) for r in results), results
-    for r in tries:
-        assert r.rc in (7, 56) and r.elapsed < 1.0, r
+    # valgrind keeps the top descriptors for itself: a connection the
+    # kernel accepts into one of them, valgrind closes (a FIN) and tells
+    # the daemon EMFILE. Its own resets are checked all the same.
+    allowed = ("reset", "eof") if under_valgrind(mpredir_bin) else ("reset",)
+    for how, took in tries:
+        assert how in allowed and took < 1.0, tries
+    assert any(how == "reset" for how, _ in tries), tries
     assert short, "the shortage was not logged"
     assert all(g >= 0.9 for g in gaps), gaps
     assert t_ok - t_free < 1.0
