@@ -549,7 +549,7 @@ def test_descriptor_limit(topology, socks, mpredir, mpredir_bin, tmp_path):
                 level="info")
     warm_up(topology, m)
     base = flow_fds(m)
-    size, results = 24 * MiB, []
+    size, results = 36 * MiB, []  # (12 s: they outlast the shortage)
 
     def download(dst):
         results.append(clients.fetch(topology, "lan",
