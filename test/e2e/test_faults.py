@@ -135,8 +135,9 @@ while True:
 # and shut their sending side once the holder's line is in; then waits
 # (epoll) until each ends or WAIT seconds pass. Prints one JSON object:
 # per group the number that ended by reset / EOF / are still open, and the
-# spread of (end - start): start = the holder's line arrived (idle) or
-# shutdown() returned (half): the flow's last byte.
+# spread of (end - start) of the resets (and of the EOFs, if any): start =
+# the holder's line arrived (idle) or shutdown() returned (half): the
+# flow's last byte.
 MANY = r"""
 import json, resource, select, socket, sys, time
 dst, port, n_idle, n_half, wait = sys.argv[1], int(sys.argv[2]), \
@@ -176,13 +177,16 @@ while left and time.monotonic() < deadline:
 res = {}
 for g in ("idle", "half"):
     cs = [c for c in conns.values() if c[1] == g]
-    ended = [c[4] - c[2] for c in cs if c[4] is not None and c[2]]
+    ended = [c[4] - c[2] for c in cs if c[3] == "reset" and c[2]]
+    eofs = [c[4] - c[2] for c in cs if c[3] == "eof" and c[2]]
     res[g] = {"n": len(cs), "reset": sum(c[3] == "reset" for c in cs),
               "eof": sum(c[3] == "eof" for c in cs),
               "open": sum(c[3] is None for c in cs),
               "never_relayed": sum(c[2] is None for c in cs),
               "min_s": round(min(ended), 3) if ended else None,
-              "max_s": round(max(ended), 3) if ended else None}
+              "max_s": round(max(ended), 3) if ended else None,
+              "eof_s": [round(min(eofs), 3), round(max(eofs), 3)]
+              if eofs else None}
 print(json.dumps(res), flush=True)
 """
 
@@ -676,7 +680,14 @@ def test_idle_and_half_closed_reaped(topology, socks, mpredir, tiny_socks,
                json.dumps(res), "intact" if result[0].ok(size) else
                "BROKEN", base, left))
     idle, half = res["idle"], res["half"]
-    assert idle["reset"] == N_IDLE and half["reset"] == N_HALF, res
+    assert idle["open"] == half["open"] == 0, res
+    assert idle["reset"] == N_IDLE, res
+    # Once in four runs under valgrind, 21 half-closed sessions saw an
+    # orderly close 0.5-2.3 s after their FIN: the far side (the small
+    # SOCKS server) ended them, and the daemon passed that on ("done").
+    # A few are let be; the daemon's counters must say the same.
+    assert half["reset"] + half["eof"] == N_HALF, res
+    assert half["eof"] <= N_HALF // 20, res
     # (a timer's 1-1.25 times the limit, plus a loaded machine's delays)
     assert 0.9 * HALF_S <= half["min_s"] and \
         half["max_s"] <= 1.25 * HALF_S + 3, half
@@ -684,8 +695,9 @@ def test_idle_and_half_closed_reaped(topology, socks, mpredir, tiny_socks,
         idle["max_s"] <= 1.25 * IDLE_S + 3, idle
     assert result[0].ok(size), result[0]
     assert after["idle_timeout"] - before["idle_timeout"] == \
-        N_IDLE + N_HALF, after
-    assert after["done"] - before["done"] == 1, after  # the download
+        idle["reset"] + half["reset"], after
+    # the download, and the sessions the far side ended
+    assert after["done"] - before["done"] == 1 + half["eof"], after
     assert sum(after.values()) - sum(before.values()) == \
         N_IDLE + N_HALF + 1, after
     assert left == base
