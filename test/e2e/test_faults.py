@@ -683,9 +683,9 @@ def test_idle_and_half_closed_reaped(topology, socks, mpredir, tiny_socks,
     assert idle["open"] == half["open"] == 0, res
     assert idle["reset"] == N_IDLE, res
     # Once in four runs under valgrind, 21 half-closed sessions saw an
-    # orderly close 0.5-2.3 s after their FIN: the far side (the small
-    # SOCKS server) ended them, and the daemon passed that on ("done").
-    # A few are let be; the daemon's counters must say the same.
+    # orderly close 0.5-2.3 s after their FIN (what the daemon passes on
+    # when the server side ends a session; not traced further). A few
+    # are let be; the daemon's counters must say the same.
     assert half["reset"] + half["eof"] == N_HALF, res
     assert half["eof"] <= N_HALF // 20, res
     # (a timer's 1-1.25 times the limit, plus a loaded machine's delays)
