@@ -119,6 +119,7 @@ static void setup_free(struct ev_loop *loop, struct flow *f)
 static struct log_limit end_limits[FLOW_END__COUNT] = {
 	[0 ... FLOW_END__COUNT - 1] = LOG_LIMIT_INIT(1.0),
 };
+struct log_limit flow_shortage_limit = LOG_LIMIT_INIT(1.0);
 
 void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 		const char *detail)
@@ -128,7 +129,9 @@ void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 	enum log_level lvl = flow_ends[why].level;
 
 	if (log_enabled(lvl)) {
-		log_limited(&end_limits[why], ev_now(loop), lvl,
+		log_limited(why == FLOW_END_NOMEM ? &flow_shortage_limit
+						  : &end_limits[why],
+			    ev_now(loop), lvl,
 			    "flow %s -> %s via %s%s: up %llu B, down %llu B, "
 			    "%.3f s: %s%s%s",
 			    addr_fmt(&f->lan, lan, sizeof(lan)),
@@ -207,6 +210,10 @@ static void on_relay(struct ev_loop *loop, struct relay *r,
 
 	switch (ev) {
 	case RELAY_EV_HALF:
+		/* The FIN passed on is progress: the half-close limit runs
+		 * from it, not from a last byte that may be long past (a
+		 * client that reads its last bytes slowly, then closes). */
+		f->last_active = ev_now(loop);
 		arm_idle(loop, f);
 		return;
 	case RELAY_EV_DONE:
@@ -810,7 +817,7 @@ void flow_accept(struct ev_loop *loop, struct flow_env *env, int fd,
 	if (!f || !s) {
 		free(f);
 		free(s);
-		log_limited(&refuse_limit, ev_now(loop), LOG_LVL_WARN,
+		log_limited(&flow_shortage_limit, ev_now(loop), LOG_LVL_WARN,
 			    "refusing %s: out of memory",
 			    addr_fmt(&lan, a, sizeof(a)));
 		close_rst(fd);

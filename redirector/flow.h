@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "log.h"
 #include "relay.h"
 #include "upstream.h"
 
@@ -120,6 +121,11 @@ void flow_close(struct ev_loop *loop, struct flow *f, enum flow_end why,
 /* Close every flow (with RST: a stopping daemon must not look like a clean
  * end of data to the LAN client). */
 void flow_close_all(struct ev_loop *loop, struct flow_env *env);
+
+/* The one rate limit of every line about running out of descriptors or
+ * memory (flows ended for it, connections the listener resets for it):
+ * a shortage costs at most a line a second. */
+extern struct log_limit flow_shortage_limit;
 
 const char *flow_end_name(enum flow_end why);
 /* Its identifier in status ("done", "server_reset", ...). */

@@ -131,11 +131,12 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		case ENFILE:
 		case ENOBUFS:
 		case ENOMEM:
-			log_limited(&accept_limit, ev_now(loop), LOG_LVL_WARN,
+			log_limited(&flow_shortage_limit, ev_now(loop),
+				    LOG_LVL_WARN,
 				    "accept: %s: resetting new connections",
 				    strerror(errno));
 			l->env->stats.refused_nofd++;
-			if (refuse_one(l))
+			if (refuse_one(l) && l->reserve_fd >= 0)
 				continue;
 			ev_io_stop(loop, &l->io);
 			ev_timer_start(loop, &l->pause);
@@ -154,6 +155,14 @@ static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct listener *l = (struct listener *)((char *)w -
 						 offsetof(struct listener, pause));
+
+	/* The reserve is lost when another worker took the descriptor that
+	 * refuse_one() freed: take it back, trying again each pause until
+	 * descriptors free up. */
+	if (l->reserve_fd < 0)
+		l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (l->reserve_fd < 0)
+		ev_timer_start(loop, &l->pause);
 	ev_io_start(loop, &l->io);
 }
 

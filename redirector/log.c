@@ -122,10 +122,16 @@ void log_limited(struct log_limit *lim, double now, enum log_level lvl,
 	lim->last = now;
 	lim->suppressed = 0;
 	pthread_mutex_unlock(&limit_lock);
-	if (suppressed)
-		log_msg(lvl, "(%u similar messages suppressed)", suppressed);
 	va_list ap;
 	va_start(ap, fmt);
-	log_v(lvl, fmt, ap);
+	if (!suppressed) {
+		log_v(lvl, fmt, ap);
+	} else {
+		/* one line, count included: a flood costs a line a second */
+		char line[1024];
+		vsnprintf(line, sizeof(line), fmt, ap);
+		log_msg(lvl, "%s (%u similar messages suppressed)", line,
+			suppressed);
+	}
 	va_end(ap);
 }

@@ -24,8 +24,9 @@ typedef void log_tap_fn(enum log_level lvl, const char *line, void *arg);
 void log_set_tap(log_tap_fn *fn, void *arg);
 
 /* A rate limit for one kind of repetitive message: the first is always
- * printed; later ones at most once per `interval_s`, with a count of the
- * ones suppressed meanwhile. `now` is a monotonic time in seconds.
+ * printed; later ones at most once per `interval_s`, each with the count
+ * of those suppressed meanwhile on its own line. `now` is a monotonic time
+ * in seconds.
  * Thread-safe (the workers share their limits). At debug level nothing is
  * suppressed. */
 struct log_limit {
