@@ -204,19 +204,8 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
-def plain_build(path):
-    """An ELF without a sanitizer runtime (not ASan, not a wrapper such as
-    valgrind's): its RSS means something."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return data[:4] == b"\x7fELF" and b"__asan_init" not in data
 
 
-def under_valgrind(path):
-    """The daemon run by a valgrind wrapper (test/tools/valgrind-mpredir)."""
-    with open(path, "rb") as f:
-        data = f.read(4096)
-    return not data.startswith(b"\x7fELF") and b"valgrind" in data
 
 
 def figure(text):
@@ -605,7 +594,7 @@ def test_descriptor_limit(topology, socks, mpredir, mpredir_bin, tmp_path):
     # valgrind keeps the top descriptors for itself: a connection the
     # kernel accepts into one of them, valgrind closes (a FIN) and tells
     # the daemon EMFILE. Its own resets are checked all the same.
-    allowed = ("reset", "eof") if under_valgrind(mpredir_bin) else ("reset",)
+    allowed = ("reset", "eof") if mpredir_daemon.under_valgrind(mpredir_bin) else ("reset",)
     for how, took in tries:
         assert how in allowed and took < 1.0, tries
     assert any(how == "reset" for how, _ in tries), tries
@@ -752,7 +741,7 @@ def test_slow_reader_memory(topology, socks, mpredir, mpredir_bin):
     print("where the bytes wait (Recv-Q, Send-Q):\n" + queues)
     assert len(relayed) == 1, flow
     assert max(buffered) <= BUFFER, buffered
-    if plain_build(mpredir_bin):
+    if mpredir_daemon.plain_build(mpredir_bin):
         assert grown < 1024, samples
     else:
         print("RSS not checked: %s is not a plain build" % mpredir_bin)

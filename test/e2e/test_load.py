@@ -23,11 +23,11 @@ import sys
 
 import pytest
 
+import mpredir_daemon
 import topo as T
 
 sys.path.insert(0, os.path.join(T.REPO_ROOT, "test", "load"))
 import load  # noqa: E402
-from test_relay_perf import plain_build  # noqa: E402
 
 HOLD = 9500       # held flows (2 descriptors each in the daemon)
 CAP = 350         # churn flows open at a time, over all clients
@@ -39,7 +39,7 @@ KiB = 1024
 
 
 def test_load(topology, mpredir, mpredir_bin):
-    if not plain_build(mpredir_bin):
+    if not mpredir_daemon.plain_build(mpredir_bin):
         pytest.skip("load needs a plain build (%s is not): under ASan or "
                     "valgrind the daemon is too slow for it and its memory "
                     "figures mean nothing" % mpredir_bin)

@@ -28,6 +28,7 @@ import time
 import pytest
 
 import clients
+import mpredir_daemon
 import topo as T
 
 sys.path.insert(0, os.path.join(T.REPO_ROOT, "test", "bench"))
@@ -311,12 +312,6 @@ def test_splice_refused_falls_back_to_copy(topology, socks, mpredir,
 
 
 # ------------------------------------------------------------- footprint
-def plain_build(path):
-    """An ELF without a sanitizer runtime (not ASan, not a wrapper such as
-    valgrind's): its RSS means something."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return data[:4] == b"\x7fELF" and b"__asan_init" not in data
 
 
 IDLE_FLOWS = 2000
@@ -325,7 +320,7 @@ IDLE_FLOWS = 2000
 def test_idle_flow_footprint(topology, socks, mpredir, mpredir_bin):
     """Idle relaying flows cost the daemon little memory: no buffer, no
     pipe, setup state freed (loose bound; relay_perf.py idle measures)."""
-    if not plain_build(mpredir_bin):
+    if not mpredir_daemon.plain_build(mpredir_bin):
         pytest.skip("memory figures need a plain build (not %s)"
                     % mpredir_bin)
     tiny = topology.spawn("srv", ["mptcpize", "run", T.PYTHON, "-c",

@@ -31,6 +31,30 @@ def binary_path():
     return os.path.abspath(os.environ.get("MPREDIR_BIN") or DEFAULT_BIN)
 
 
+def plain_build(path):
+    """An ELF without a sanitizer runtime (not ASan, not a wrapper such as
+    valgrind's): its RSS means something."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[:4] == b"\x7fELF" and b"__asan_init" not in data
+
+
+def under_valgrind(path):
+    """The daemon run by a valgrind wrapper (test/tools/valgrind-mpredir).
+    valgrind keeps descriptors of its own above the daemon's limit and
+    emulates setrlimit(RLIMIT_NOFILE): /proc/PID/limits shows its limit,
+    not the daemon's."""
+    with open(path, "rb") as f:
+        data = f.read(4096)
+    return not data.startswith(b"\x7fELF") and b"valgrind" in data
+
+
+def elf_binary(path):
+    """The daemon's executable itself: `path`, or the build a valgrind
+    wrapper runs (for tests that copy or install the binary)."""
+    return DEFAULT_BIN if under_valgrind(path) else path
+
+
 def make_config(servers, port=DEFAULT_PORT, address="::", mptcp=True,
                 mark=DEFAULT_MARK, level="debug", **extra):
     """A config dict. servers: SocksServer objects or dicts. extra: more
