@@ -192,22 +192,6 @@ print(json.dumps(res), flush=True)
 
 
 # ---------------------------------------------------- helpers
-def fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-
-
-
-
 def figure(text):
     """A measured figure, for doc/reliability.md (shown with -s)."""
     print("\nFIGURE %s" % text, flush=True)
@@ -267,7 +251,7 @@ def flow_fds(m):
     for s in m.status()["servers"]:
         if s.get("pool"):
             pooled += s["pool"]["ready"] + s["pool"]["opening"]
-    return fds(m.pid) - pooled
+    return relay_perf.daemon_fds(m.pid) - pooled
 
 
 def settle_fds(topology, m, want, timeout=15.0):
@@ -423,7 +407,7 @@ def test_server_black_holed(topology, socks, mpredir):
         for t in threads:
             t.join()
         end = reader.event("end", timeout=3 * IDLE_S)
-        during = fds(m.pid)
+        during = relay_perf.daemon_fds(m.pid)
     finally:
         for link in T.WAN_IFS:
             topology.blackhole(link, on=False)
@@ -558,7 +542,7 @@ def test_descriptor_limit(topology, socks, mpredir, mpredir_bin, tmp_path):
     filler = LanProgram(topology, FILLER, T.DST4, T.BANNER_PORT, 10)
     try:
         full = filler.event("full", timeout=60)
-        at_limit = fds(m.pid)
+        at_limit = relay_perf.daemon_fds(m.pid)
         # new flows while full: each reset at once
         r = topology.run("lan", [T.PYTHON, "-c", PROBES, T.DST4,
                                  T.HTTP_PORT, 8, 0.25], timeout=120)
@@ -594,7 +578,8 @@ def test_descriptor_limit(topology, socks, mpredir, mpredir_bin, tmp_path):
     # valgrind keeps the top descriptors for itself: a connection the
     # kernel accepts into one of them, valgrind closes (a FIN) and tells
     # the daemon EMFILE. Its own resets are checked all the same.
-    allowed = ("reset", "eof") if mpredir_daemon.under_valgrind(mpredir_bin) else ("reset",)
+    allowed = (("reset", "eof") if mpredir_daemon.under_valgrind(mpredir_bin)
+               else ("reset",))
     for how, took in tries:
         assert how in allowed and took < 1.0, tries
     assert any(how == "reset" for how, _ in tries), tries
@@ -708,14 +693,14 @@ def test_slow_reader_memory(topology, socks, mpredir, mpredir_bin):
     m = mpredir(servers=[socks["dante-none"]])
     warm_up(topology, m)
     size = 256 * MiB
-    rss0, samples, buffered = rss_kib(m.pid), [], []
+    rss0, samples, buffered = relay_perf.rss_kib(m.pid), [], []
     reader = LanProgram(topology, READER, T.DST4, T.HTTP_PORT, size,
                         SLOW_RATE)
     try:
         reader.event("body")
         t0 = time.monotonic()
         while time.monotonic() - t0 < SLOW_FOR:
-            samples.append(rss_kib(m.pid))
+            samples.append(relay_perf.rss_kib(m.pid))
             buffered.append(m.status()["bytes"]["buffered"])
             time.sleep(0.5)
         flow = m.status(flows=True)["flow_list"]

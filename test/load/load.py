@@ -57,7 +57,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "bench"))
 
 import mpredir_daemon  # noqa: E402
-import relay_perf  # noqa: E402  (TINY_SOCKS, cpu_of, rss_kib)
+import relay_perf  # noqa: E402  (TINY_SOCKS, cpu_of, rss_kib, daemon_fds)
 import socks_servers  # noqa: E402
 import topo as T  # noqa: E402
 
@@ -69,10 +69,6 @@ FD_LIMIT = 20000
 
 DEFAULTS = dict(hold=9500, rate=1000, duration=60, clients=4, cap=350,
                 socks=3, servers=2, check_every=10, again=15)
-
-
-def daemon_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def cpu_all(pid):
@@ -155,7 +151,7 @@ class Servers:
             raise
 
     def fds(self):
-        return {p.name: daemon_fds(p.pid) for p in self.procs}
+        return {p.name: relay_perf.daemon_fds(p.pid) for p in self.procs}
 
     def cpu(self):
         """CPU seconds of the SOCKS servers; dante's children (live, and
@@ -244,8 +240,10 @@ class Sampler(threading.Thread):
     def run(self):
         while not self._halt.is_set():
             try:
-                self.peak_fds = max(self.peak_fds, daemon_fds(self.pid))
-                self.peak_rss = max(self.peak_rss, relay_perf.rss_kib(self.pid))
+                self.peak_fds = max(self.peak_fds,
+                                    relay_perf.daemon_fds(self.pid))
+                self.peak_rss = max(self.peak_rss,
+                                    relay_perf.rss_kib(self.pid))
             except (OSError, RuntimeError):
                 return
             self._halt.wait(0.5)
@@ -299,7 +297,7 @@ def cycle(topology, m, servers, hold, rate, duration, clients, cap,
         rep["held_failed"] = add(ready, "failed")
         topology.wait_until(lambda: m.status()["flows"]["now"] >= rep["held"],
                             timeout=30, what="held flows relaying")
-        rep["daemon_fds_held"] = daemon_fds(pid)
+        rep["daemon_fds_held"] = relay_perf.daemon_fds(pid)
         rep["daemon_rss_held_kib"] = relay_perf.rss_kib(pid)
         rep["daemon_rss_held_parts_kib"] = rss_parts(pid)
         log("held: %d flows (%d failed) in %.1f s; daemon %d descriptors, "
@@ -355,13 +353,14 @@ def settle(topology, m, fds_start, status0, rep, log):
     daemon's descriptors, RSS and counters into rep."""
     pid = m.pid
     try:
-        topology.wait_until(lambda: daemon_fds(pid) == fds_start,
-                            timeout=30, what="daemon descriptors back")
+        topology.wait_until(
+            lambda: relay_perf.daemon_fds(pid) == fds_start,
+            timeout=30, what="daemon descriptors back")
     except TimeoutError:
         pass
     time.sleep(2)
     st = m.status()
-    rep["daemon_fds_after"] = daemon_fds(pid)
+    rep["daemon_fds_after"] = relay_perf.daemon_fds(pid)
     rep["daemon_rss_after_kib"] = relay_perf.rss_kib(pid)
     # (sampled every 0.5 s until the clients were done: after may be more)
     rep["daemon_rss_peak_kib"] = max(rep["daemon_rss_peak_kib"],
@@ -425,7 +424,7 @@ def run(topology, m, servers, hold, rate, duration, clients, cap,
     the same flows, to see the memory kept after the first reused.
     Returns the figures (dict)."""
     pid = m.pid
-    fds_start = daemon_fds(pid)
+    fds_start = relay_perf.daemon_fds(pid)
     rss_start = relay_perf.rss_kib(pid)
     rep = {"hold": hold, "rate": rate, "duration_s": duration,
            "clients": clients, "cap": cap, "socks_server": servers.kind,
@@ -443,7 +442,7 @@ def _run(topology, m, servers, hold, rate, duration, clients, cap,
     fds_start = rep["daemon_fds_start"]
     rss_start = rep["daemon_rss_start_kib"]
     warm_up(topology)
-    topology.wait_until(lambda: daemon_fds(pid) == fds_start, timeout=30,
+    topology.wait_until(lambda: relay_perf.daemon_fds(pid) == fds_start, timeout=30,
                         what="daemon descriptors back after the warm-up")
     time.sleep(1)
     rep["daemon_rss_base_kib"] = relay_perf.rss_kib(pid)
